@@ -1,0 +1,144 @@
+"""Command line: ``miripersist run`` and ``miripersist demo``; a thin layer over the API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import MiripersistError
+
+
+def _duration(text: str) -> float:
+    """Parse ``2500s``, ``30m``, ``10h``, ``2d`` or ``inf`` into days."""
+    text = text.strip().lower()
+    if text in ("inf", "infinite", "none"):
+        return math.inf
+    units = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
+    unit = text[-1] if text[-1] in units else "s"
+    number = text[:-1] if text[-1] in units else text
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 2500s, 10h, inf)")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render the CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="miripersist",
+        description="Mask JWST MIRI persistence from saturation in earlier exposures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="mask persistence in a set of uncal files")
+    run.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="directories (their *_uncal.fits), files or glob patterns")
+    run.add_argument("--output-dir", required=True, help="where outputs and the store go")
+    run.add_argument("--saturation-ref", action="append", default=[], metavar="FILE",
+                     help="jwst SATURATION reference; once per detector (default: ask CRDS)")
+    run.add_argument("--n-unsat-threshold", type=int, default=3,
+                     help="source: at most this many unsaturated groups (default 3)")
+    run.add_argument("--n-pix-grow-sat", type=int, default=1,
+                     help="grow saturation by this many pixels, as jwst (default 1)")
+    run.add_argument("--user-mask", metavar="FILE",
+                     help="text/CSV/ECSV with 1-indexed x, y columns, or a FITS image")
+    run.add_argument("--mode", choices=("copy", "sidecar"), default="copy",
+                     help="copy: masked uncal copies; sidecar: DQ files for "
+                          "--steps.dq_init.user_supplied_dq (default copy)")
+    run.add_argument("--store", help="zarr store (default OUTPUT_DIR/persistence.zarr)")
+    run.add_argument("--flags", default="DO_NOT_USE,PERSISTENCE",
+                     help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE)")
+    run.add_argument("--window", type=_duration, default=math.inf, metavar="DURATION",
+                     help="a source masks exposures starting within this time after its "
+                          "exposure ends, e.g. 2500s, 10h (default inf)")
+    run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
+    demo.add_argument("directory", nargs="?", default="miripersist-demo",
+                      help="where to put it (default ./miripersist-demo)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        fill = int(width * done / max(total, 1))
+        rate = done / max(time.monotonic() - self.t0, 1e-9)
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} exposures "
+                         f"({rate:.1f}/s)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .engine import Parameters, run
+    from .flags import parse_flags
+    from .summary import format_summary
+
+    params = Parameters(
+        n_unsat_threshold=args.n_unsat_threshold,
+        n_pix_grow_sat=args.n_pix_grow_sat,
+        flags=parse_flags(args.flags),
+        mode=args.mode,
+        window_days=args.window,
+    )
+    ds = run(
+        args.inputs,
+        args.output_dir,
+        saturation_refs=args.saturation_ref,
+        params=params,
+        store=args.store,
+        user_mask=args.user_mask,
+        overwrite=args.overwrite,
+        progress=ProgressBar(not args.quiet),
+    )
+    if not args.quiet:
+        print(format_summary(ds))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(args.directory, quiet=args.quiet)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``miripersist`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="miripersist: %(message)s")
+    try:
+        return {"run": _cmd_run, "demo": _cmd_demo}[args.command](args)
+    except MiripersistError as exc:
+        print(f"miripersist: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("miripersist: interrupted", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"miripersist: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Lazy source maps: dask arrays over detector tiles, reading only the bytes needed.
+
+Each tile task reads, with ``os.pread`` at the array's byte offset, the rows of the
+leading groups of the first integration that the tile and its growth halo cover, and
+applies the pure functions of :mod:`miripersist.saturation`. Reading the halo (the
+reach of ``n_pix_grow_sat``) from disk makes tile seams invisible with no exchange
+between tasks, as ``map_overlap`` would need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed
+
+from .errors import InputError
+from .inventory import ArrayLayout, Exposure
+from .saturation import groups_needed, sources_from_groupdq, sources_from_ramp
+
+
+def read_rows(
+    path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice
+) -> np.ndarray:
+    """Read whole rows of the leading groups of one integration; return physical values.
+
+    Parameters
+    ----------
+    path : str
+        FITS file.
+    layout : ArrayLayout
+        Where the 4-D array lies in the file.
+    integration : int
+        Integration index.
+    groups : int
+        Number of leading groups to read.
+    rows : slice
+        Rows (y) to read, ``start`` and ``stop`` set.
+
+    Returns
+    -------
+    ndarray, shape (groups, nrows, nx)
+        uint16 for the usual BZERO=32768 int16 data, uint8 for 8-bit data, else float64.
+    """
+    _, ngroups, ny, nx = layout.shape
+    dtype = layout.dtype
+    nrows = rows.stop - rows.start
+    row_bytes = nx * dtype.itemsize
+    buf = np.empty((groups, nrows * row_bytes), dtype=np.uint8)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for g in range(groups):
+            first_row = (integration * ngroups + g) * ny + rows.start
+            want = nrows * row_bytes
+            got = os.preadv(fd, [memoryview(buf[g])], layout.offset + first_row * row_bytes)
+            if got != want:
+                raise InputError(f"{path}: file is truncated (array data ends early)")
+    finally:
+        os.close(fd)
+    raw = buf.view(dtype).reshape(groups, nrows, nx)
+    if layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1:
+        # Two's complement plus 32768 is the sign bit flipped: no arithmetic needed.
+        return raw.view(">u2") ^ np.uint16(0x8000)
+    if layout.bitpix == 8 and layout.bzero == 0 and layout.bscale == 1:
+        return raw
+    return raw.astype(np.float64) * layout.bscale + layout.bzero
+
+
+def _tile_from_ramp(
+    path: str,
+    layout: ArrayLayout,
+    thresholds: np.ndarray,
+    groups: int,
+    grow_by: int,
+    ys: slice,
+    xs: slice,
+) -> np.ndarray:
+    ny, nx = thresholds.shape
+    hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
+    hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
+    data = read_rows(path, layout, 0, groups, hy)[:, :, hx]
+    src = sources_from_ramp(data, thresholds[hy, hx], grow_by)
+    return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
+
+
+def _tile_from_groupdq(
+    path: str, layout: ArrayLayout, n_unsat_threshold: int, ys: slice, xs: slice
+) -> np.ndarray:
+    gdq = read_rows(path, layout, 0, layout.shape[1], ys)[:, :, xs]
+    return sources_from_groupdq(np.asarray(gdq, dtype=np.uint32), n_unsat_threshold)
+
+
+def _edges(size: int, step: int) -> list[slice]:
+    return [slice(a, min(a + step, size)) for a in range(0, size, step)]
+
+
+def lazy_sources(
+    exposure: Exposure,
+    thresholds: np.ndarray | Delayed | None,
+    n_unsat_threshold: int,
+    n_pix_grow_sat: int,
+    tile: Sequence[int] = (256, 1032),
+) -> da.Array:
+    """Persistence sources of one exposure, in its own frame, as a lazy dask array.
+
+    Parameters
+    ----------
+    exposure : Exposure
+        The exposure (its headers and byte layout).
+    thresholds : ndarray, dask Delayed or None
+        Thresholds cut to the exposure's frame (a ``dask.delayed`` lets many exposures
+        share one copy in the graph); ``None`` when the exposure carries GROUPDQ.
+    n_unsat_threshold : int
+        A pixel is a source with at most this many unsaturated groups.
+    n_pix_grow_sat : int
+        Growth of the saturated pixels, as the saturation step's parameter.
+    tile : (int, int)
+        Tile shape (rows, columns); chunks of the result.
+
+    Returns
+    -------
+    dask.array.Array of bool, shape (ysize, xsize)
+    """
+    ny, nx = exposure.ysize, exposure.xsize
+    if exposure.groupdq is None and thresholds is None:
+        raise ValueError(f"{exposure.path}: thresholds are needed for an exposure without GROUPDQ")
+    if isinstance(thresholds, np.ndarray):
+        thresholds = dask.delayed(thresholds, pure=True)
+    groups = groups_needed(exposure.ngroups, n_unsat_threshold)
+    rows = []
+    for ys in _edges(ny, tile[0]):
+        row = []
+        for xs in _edges(nx, tile[1]):
+            shape = (ys.stop - ys.start, xs.stop - xs.start)
+            if exposure.groupdq is not None:
+                task = dask.delayed(_tile_from_groupdq, pure=True)(
+                    exposure.path, exposure.groupdq, n_unsat_threshold, ys, xs
+                )
+            else:
+                task = dask.delayed(_tile_from_ramp, pure=True)(
+                    exposure.path, exposure.sci, thresholds, groups, n_pix_grow_sat, ys, xs
+                )
+            row.append(da.from_delayed(task, shape=shape, dtype=bool))
+        rows.append(row)
+    return da.block(rows)

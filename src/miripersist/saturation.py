@@ -1,0 +1,78 @@
+"""The science of persistence sources: pure functions on numpy arrays.
+
+These reproduce the jwst saturation step (``stcal.saturation.flag_saturated_pixels``)
+as far as the persistence mask needs it, without file I/O or dask, so that they can
+be tested on small arrays and mapped over detector tiles unchanged.
+
+Why only a prefix of the groups is read: the SATURATED flag is sticky (once a pixel
+reaches its threshold in group g, groups g+1.. are flagged too), and growth dilates
+each group's flags with the same box. So the number of unsaturated groups of a pixel
+is the index of the first group in which any pixel of its box saturated, and
+"at most N unsaturated groups, and saturated at all" holds exactly when some pixel of
+the box reached its threshold within groups 0..N.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .flags import SATURATED_GROUP
+
+
+def groups_needed(ngroups: int, n_unsat_threshold: int) -> int:
+    """How many leading groups decide the source map: ``min(ngroups, n_unsat_threshold + 1)``."""
+    return max(0, min(ngroups, n_unsat_threshold + 1))
+
+
+def saturated_any(groups: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Pixels that reach their threshold (``>=``) in any of the given groups.
+
+    Parameters
+    ----------
+    groups : ndarray, shape (ngroups, ny, nx)
+        Raw ramp values in DN.
+    thresholds : ndarray, shape (ny, nx)
+        Saturation thresholds; pixels never to be checked hold 65536.
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+    """
+    out = np.zeros(thresholds.shape, dtype=bool)
+    for plane in groups:
+        out |= plane >= thresholds
+    return out
+
+
+def grow(mask: np.ndarray, n_pix_grow_sat: int) -> np.ndarray:
+    """Dilate by a (2n+1) x (2n+1) box with nothing beyond the array edge (stcal's growth)."""
+    if n_pix_grow_sat <= 0 or not mask.any():
+        return mask
+    box = np.ones((2 * n_pix_grow_sat + 1,) * 2, dtype=bool)
+    return ndimage.binary_dilation(mask, structure=box, border_value=0)
+
+
+def sources_from_ramp(
+    groups: np.ndarray, thresholds: np.ndarray, n_pix_grow_sat: int
+) -> np.ndarray:
+    """Persistence sources from the leading groups of the first integration.
+
+    ``groups`` must hold exactly the groups that decide (see :func:`groups_needed`).
+    """
+    return grow(saturated_any(groups, thresholds), n_pix_grow_sat)
+
+
+def unsaturated_count(groupdq: np.ndarray) -> np.ndarray:
+    """Number of groups without the SATURATED bit, per pixel (the notebook's count)."""
+    return np.count_nonzero((groupdq & SATURATED_GROUP) == 0, axis=0)
+
+
+def sources_from_groupdq(groupdq: np.ndarray, n_unsat_threshold: int) -> np.ndarray:
+    """Persistence sources from a first integration's GROUPDQ (all its groups).
+
+    A pixel is a source when it has at most ``n_unsat_threshold`` unsaturated groups
+    and is saturated in at least one.
+    """
+    unsat = unsaturated_count(groupdq)
+    return (unsat <= n_unsat_threshold) & (unsat < groupdq.shape[0])

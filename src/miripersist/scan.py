@@ -1,0 +1,59 @@
+"""The exclusive scan over time: which earlier sources mask each exposure.
+
+The carried state is, per detector pixel, the end time (MJD) of the latest earlier
+exposure in which the pixel was a source (``-inf`` for never). Exposure ``i`` is masked
+where that time exists and lies within ``window`` days before its start. With an
+infinite window (the notebook's rule) this is the plain cumulative OR. The scan is
+linear in the number of exposures and holds only one carry image per detector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEVER_SATURATED = -np.inf
+
+
+def new_carry(shape: tuple[int, int]) -> np.ndarray:
+    """A carry image for a detector that has seen no saturation."""
+    return np.full(shape, NEVER_SATURATED, dtype=np.float64)
+
+
+def exclusive_scan(
+    sources: np.ndarray,
+    start_mjd: np.ndarray,
+    end_mjd: np.ndarray,
+    carry: np.ndarray,
+    window_days: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of a block of consecutive exposures, and the carry after them.
+
+    Parameters
+    ----------
+    sources : ndarray of bool, shape (n, ny, nx)
+        Persistence sources of n consecutive exposures, in scan order.
+    start_mjd, end_mjd : ndarray, shape (n,)
+        Exposure start and end times.
+    carry : ndarray of float64, shape (ny, nx)
+        State after the exposures before this block (not modified).
+    window_days : float
+        How long a source keeps masking after its exposure ends; ``inf`` for ever.
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n, ny, nx)
+        ``masks[i]`` covers the sources of exposures before ``i``, never ``i`` itself.
+    carry : ndarray of float64, shape (ny, nx)
+        State after the block.
+    """
+    last_end = carry.copy()
+    masks = np.empty(sources.shape, dtype=bool)
+    for i in range(sources.shape[0]):
+        seen = last_end > NEVER_SATURATED
+        if np.isinf(window_days):
+            masks[i] = seen
+        else:
+            masks[i] = seen & (last_end >= start_mjd[i] - window_days)
+        np.maximum(last_end, np.where(sources[i], end_mjd[i], NEVER_SATURATED), out=last_end)
+    return masks, last_end
+

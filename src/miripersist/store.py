@@ -1,0 +1,122 @@
+"""The run's record: sources and masks per exposure, in a zarr store written through xarray.
+
+Layout (see docs/store.md): dims ``exposure``, ``y``, ``x``; per-exposure coordinates
+(file, path, detector, filter, subarray placement, times, reference); variables
+``source`` and ``mask`` (exposure, y, x) in full-detector coordinates, ``user_mask``
+(y, x), per-exposure counts, and ``complete``, set only after an exposure's arrays are
+written. Parameters and package versions are in the attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .inventory import DETECTOR_SHAPE, Exposure
+
+DIMS3 = ("exposure", "y", "x")
+PACKAGES = ("miripersist", "jwst", "stcal", "stdatamodels", "numpy", "dask", "xarray", "zarr",
+            "astropy", "scipy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the result."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _zarr_kwargs() -> dict:
+    import zarr
+
+    major = int(zarr.__version__.split(".")[0])
+    # Format 2 stores fixed-width strings with a stable spec that every zarr reads.
+    return {"zarr_format": 2} if major >= 3 else {}
+
+
+def create(
+    path: str,
+    exposures: Sequence[Exposure],
+    references: Sequence[str],
+    user_mask: np.ndarray,
+    attrs: dict,
+) -> None:
+    """Create the store: coordinates, user mask and attributes now, arrays as empty chunks.
+
+    An existing store at ``path`` is replaced.
+    """
+    n = len(exposures)
+    rows = [e.as_row() for e in exposures]
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows])
+
+    coords = {
+        key: ("exposure", column(key))
+        for key in ("file", "path", "detector", "filter", "subarray", "xstart", "ystart",
+                    "xsize", "ysize", "nints", "ngroups", "start_mjd", "mid_mjd", "end_mjd")
+    }
+    coords["saturation_ref"] = ("exposure", np.array(list(references), dtype=str))
+    chunks3 = (1, *DETECTOR_SHAPE)
+    ds = xr.Dataset(
+        {
+            "source": (DIMS3, da.zeros((n, *DETECTOR_SHAPE), dtype=bool, chunks=chunks3)),
+            "mask": (DIMS3, da.zeros((n, *DETECTOR_SHAPE), dtype=bool, chunks=chunks3)),
+            "n_source": ("exposure", np.zeros(n, dtype=np.int64)),
+            "n_masked": ("exposure", np.zeros(n, dtype=np.int64)),
+            "complete": ("exposure", np.zeros(n, dtype=bool)),
+            "user_mask": (("y", "x"), user_mask.astype(bool)),
+        },
+        coords=coords,
+        attrs={key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()},
+    )
+    ds["source"].attrs["description"] = "pixels that leave persistence (detector coordinates)"
+    ds["mask"].attrs["description"] = "persistence mask from earlier exposures (exclusive scan)"
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    encoding = {name: {"chunks": (1,)} for name in ("n_source", "n_masked", "complete")}
+    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, **_zarr_kwargs())
+
+
+def write_block(
+    path: str,
+    start: int,
+    sources: np.ndarray,
+    masks: np.ndarray,
+    n_source: np.ndarray,
+    n_masked: np.ndarray,
+) -> None:
+    """Write consecutive exposures' arrays, then mark them complete."""
+    region = {"exposure": slice(start, start + len(sources))}
+    xr.Dataset(
+        {
+            "source": (DIMS3, sources),
+            "mask": (DIMS3, masks),
+            "n_source": ("exposure", n_source.astype(np.int64)),
+            "n_masked": ("exposure", n_masked.astype(np.int64)),
+        }
+    ).to_zarr(path, region=region, **_zarr_kwargs())
+    xr.Dataset({"complete": ("exposure", np.ones(len(sources), dtype=bool))}).to_zarr(
+        path, region=region, **_zarr_kwargs()
+    )
+
+
+def open_store(path: str) -> xr.Dataset:
+    """Open a store lazily (``xarray.open_zarr``); parameters come back as a dict attribute."""
+    ds = xr.open_zarr(path, **_zarr_kwargs())
+    if isinstance(ds.attrs.get("parameters"), str):
+        ds.attrs["parameters"] = json.loads(ds.attrs["parameters"])
+    if isinstance(ds.attrs.get("versions"), str):
+        ds.attrs["versions"] = json.loads(ds.attrs["versions"])
+    return ds

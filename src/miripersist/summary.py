@@ -1,0 +1,35 @@
+"""The end-of-run table: one row per exposure."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from astropy.table import Table
+from astropy.time import Time
+
+
+def summary_table(ds: xr.Dataset) -> Table:
+    """Per exposure: file, detector, filter, mid time, new sources, masked pixels, percent.
+
+    The percentage is of the exposure's own frame (the whole detector for FULL).
+    """
+    frame = ds["xsize"].values * ds["ysize"].values
+    masked = ds["n_masked"].values
+    table = Table(
+        {
+            "file": ds["file"].values.astype(str),
+            "detector": ds["detector"].values.astype(str),
+            "filter": ds["filter"].values.astype(str),
+            "mid_time": Time(ds["mid_mjd"].values, format="mjd").isot,
+            "new_sources": ds["n_source"].values,
+            "masked": masked,
+            "masked_pct": np.round(100.0 * masked / frame, 3),
+        }
+    )
+    table["mid_time"] = [t[:19] for t in table["mid_time"]]
+    return table
+
+
+def format_summary(ds: xr.Dataset) -> str:
+    """The summary table as fixed-width text."""
+    return "\n".join(summary_table(ds).pformat(max_lines=-1, max_width=-1))

@@ -1,0 +1,186 @@
+"""Saturation thresholds from jwst SATURATION reference files (or from CRDS)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import ConfigError, InputError
+from .flags import NO_SAT_CHECK
+from .inventory import Exposure
+
+log = logging.getLogger(__name__)
+
+#: stcal sets thresholds it must not check to the 16-bit A/D limit + 1.
+NEVER = np.float32(65536.0)
+
+
+def threshold_map(data: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
+    """Thresholds with the saturation step's exceptions applied.
+
+    NaN thresholds, and pixels whose reference DQ carries NO_SAT_CHECK, become
+    65536 (the 16-bit A/D limit + 1), exactly as stcal does, so they never saturate.
+
+    Parameters
+    ----------
+    data : ndarray
+        The reference's SCI array (DN).
+    dq : ndarray or None
+        The reference's DQ array.
+
+    Returns
+    -------
+    ndarray of float32
+    """
+    thr = np.array(data, dtype=np.float32, copy=True)
+    never = np.isnan(thr)
+    if dq is not None:
+        never |= (np.asarray(dq).astype(np.uint32) & NO_SAT_CHECK) == NO_SAT_CHECK
+    thr[never] = NEVER
+    return thr
+
+
+@dataclass(frozen=True)
+class SaturationReference:
+    """A SATURATION reference, its thresholds placed by its subarray keywords."""
+
+    path: str
+    detector: str
+    xstart: int
+    ystart: int
+    thresholds: np.ndarray
+
+    def window_for(self, exposure: Exposure) -> np.ndarray:
+        """Cut the thresholds to the exposure's frame (as jwst's get_subarray_model does)."""
+        ny, nx = self.thresholds.shape
+        y0 = exposure.ystart - self.ystart
+        x0 = exposure.xstart - self.xstart
+        if y0 < 0 or x0 < 0 or y0 + exposure.ysize > ny or x0 + exposure.xsize > nx:
+            raise InputError(
+                f"{exposure.path}: saturation reference {self.path} "
+                f"(SUBSTRT {self.xstart},{self.ystart}, {nx}x{ny}) does not cover the exposure's "
+                f"subarray (SUBSTRT {exposure.xstart},{exposure.ystart}, "
+                f"{exposure.xsize}x{exposure.ysize})"
+            )
+        return self.thresholds[y0 : y0 + exposure.ysize, x0 : x0 + exposure.xsize]
+
+
+@functools.lru_cache(maxsize=16)
+def load_reference(path: str) -> SaturationReference:
+    """Read a SATURATION reference file with astropy (no datamodel validation cost).
+
+    Raises
+    ------
+    ConfigError
+        If the file is not a readable SATURATION reference.
+    """
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            primary = hdul[0].header
+            reftype = str(primary.get("REFTYPE", "")).strip().upper()
+            if reftype and reftype != "SATURATION":
+                raise ConfigError(f"{path}: REFTYPE is {reftype}, not a SATURATION reference")
+            if "SCI" not in hdul:
+                raise ConfigError(f"{path}: no SCI extension, not a SATURATION reference")
+            data = hdul["SCI"].data
+            dq = hdul["DQ"].data if "DQ" in hdul else None
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read saturation reference ({exc})") from exc
+    if data is None or data.ndim != 2:
+        raise ConfigError(f"{path}: SCI is not a 2-D threshold image")
+    if dq is not None and dq.shape != data.shape:
+        raise ConfigError(f"{path}: DQ shape {dq.shape} differs from SCI {data.shape}")
+    return SaturationReference(
+        path=str(path),
+        detector=str(primary.get("DETECTOR", "")).strip().upper(),
+        xstart=int(primary.get("SUBSTRT1", 1)),
+        ystart=int(primary.get("SUBSTRT2", 1)),
+        thresholds=threshold_map(data, dq),
+    )
+
+
+def crds_saturation_reference(exposure: Exposure) -> str:
+    """Ask CRDS for the exposure's SATURATION reference; return its local path.
+
+    This is the only place the engine may touch the network.
+
+    Raises
+    ------
+    ConfigError
+        If CRDS cannot answer.
+    """
+    parameters = {
+        "META.INSTRUMENT.NAME": "MIRI",
+        "META.INSTRUMENT.DETECTOR": exposure.detector,
+        "META.INSTRUMENT.FILTER": exposure.filter or "N/A",
+        "META.INSTRUMENT.BAND": exposure.band or "N/A",
+        "META.SUBARRAY.NAME": exposure.subarray or "FULL",
+        "META.EXPOSURE.TYPE": exposure.exp_type or "MIR_IMAGE",
+        "META.EXPOSURE.READPATT": exposure.readpatt or "FASTR1",
+        "META.OBSERVATION.DATE": exposure.date_obs or "2022-07-01",
+        "META.OBSERVATION.TIME": exposure.time_obs or "00:00:00",
+        "META.TELESCOPE": "JWST",
+    }
+    try:
+        import crds
+
+        refs = crds.getreferences(parameters, reftypes=["saturation"], observatory="jwst")
+        path = refs["saturation"]
+    except (Exception, SystemExit) as exc:  # crds exits the interpreter when it has no server
+        raise ConfigError(
+            f"{exposure.path}: CRDS could not give a SATURATION reference ({exc!s:.200}); "
+            "give one with --saturation-ref FILE, or set CRDS_PATH and CRDS_SERVER_URL"
+        ) from None
+    if not path or str(path).upper().startswith("N/A"):
+        raise ConfigError(f"{exposure.path}: CRDS has no SATURATION reference for this exposure")
+    return str(path)
+
+
+def assign_references(
+    exposures: Sequence[Exposure], given: Sequence[str] = ()
+) -> list[SaturationReference | None]:
+    """Choose the SATURATION reference of every exposure.
+
+    Exposures that carry GROUPDQ need none (``None``). Given files are matched by
+    DETECTOR; with none given, CRDS is asked.
+
+    Raises
+    ------
+    ConfigError
+        If two given references share a detector, or an exposure's detector has none.
+    """
+    by_det: dict[str, SaturationReference] = {}
+    for path in given:
+        ref = load_reference(str(path))
+        key = ref.detector or "*"
+        if key in by_det:
+            raise ConfigError(
+                f"{path}: a second --saturation-ref for detector {key} ({by_det[key].path})"
+            )
+        by_det[key] = ref
+    chosen: list[SaturationReference | None] = []
+    for exp in exposures:
+        if exp.groupdq is not None:
+            chosen.append(None)
+            continue
+        if given:
+            ref = by_det.get(exp.detector) or by_det.get("*")
+            if ref is None:
+                have = ", ".join(sorted(by_det))
+                raise ConfigError(
+                    f"{exp.path}: detector {exp.detector} has no --saturation-ref "
+                    f"(given for {have})"
+                )
+        else:
+            ref = load_reference(crds_saturation_reference(exp))
+            if ref.detector and ref.detector != exp.detector:
+                raise ConfigError(f"{exp.path}: CRDS reference {ref.path} is for {ref.detector}")
+        chosen.append(ref)
+    return chosen

@@ -1,0 +1,126 @@
+"""Write the flags back: a masked copy of the uncal file, or a DQ sidecar file.
+
+Every output appears whole or not at all: it is written to a temporary file in the
+output directory, flushed to disk, then renamed over its final name. Inputs are only
+ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+from astropy.io import fits
+
+from .inventory import Exposure
+
+PIXELDQ = "PIXELDQ"
+
+
+@contextlib.contextmanager
+def atomic_path(final: str) -> Iterator[str]:
+    """Yield a temporary path beside ``final``; on success fsync it and rename it to ``final``."""
+    directory = os.path.dirname(os.path.abspath(final))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    """Append ``count`` bytes of ``src`` from ``offset`` to ``dst``, in the kernel where it can."""
+    try:
+        while count > 0:
+            done = os.copy_file_range(src, dst, count, offset)
+            if done == 0:
+                raise OSError(errno.EIO, "input file ended early")
+            offset += done
+            count -= done
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        while count > 0:
+            chunk = os.pread(src, min(count, 1 << 22), offset)
+            if not chunk:
+                raise OSError(errno.EIO, "input file ended early") from None
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dst, view) :]
+            offset += len(chunk)
+            count -= len(chunk)
+
+
+def _existing_pixeldq(path: str) -> tuple[np.ndarray | None, tuple[int, int] | None]:
+    """The input's PIXELDQ values and its byte span (header start, end of data), if any."""
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        for i, hdu in enumerate(hdul):
+            if str(hdu.header.get("EXTNAME", "")).strip().upper() == PIXELDQ:
+                info = hdul.fileinfo(i)
+                span = (info["hdrLoc"], info["datLoc"] + info["datSpan"])
+                return np.asarray(hdu.data, dtype=np.uint32), span
+    return None, None
+
+
+def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None:
+    """Record which tool, version and parameters made the flags."""
+    for key, value in provenance_cards.items():
+        header[key] = value
+    header.add_history("Persistence flags from saturation in earlier exposures: miripersist")
+
+
+def write_copy(
+    exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]
+) -> None:
+    """Byte-copy the input and OR ``dq`` into its PIXELDQ (appended or replaced).
+
+    Parameters
+    ----------
+    exposure : Exposure
+        The input.
+    dq : ndarray of uint32, shape (ysize, xsize)
+        Flags to OR in.
+    final : str
+        Output path.
+    cards : dict
+        Provenance header keywords for the PIXELDQ extension.
+    """
+    old, span = _existing_pixeldq(exposure.path) if exposure.has_pixeldq else (None, None)
+    if old is not None and old.shape != dq.shape:
+        raise ValueError(f"{exposure.path}: PIXELDQ shape {old.shape} differs from SCI frames")
+    values = dq if old is None else (old | dq)
+    size = os.path.getsize(exposure.path)
+    pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
+    header = fits.Header()
+    provenance(header, cards)
+    with atomic_path(final) as tmp:
+        src = os.open(exposure.path, os.O_RDONLY)
+        try:
+            dst = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+            try:
+                for offset, count in pieces:
+                    _copy_range(src, dst, offset, count)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        hdu = fits.ImageHDU(data=values.astype(np.uint32), header=header, name=PIXELDQ)
+        fits.append(tmp, hdu.data, hdu.header, checksum=True, verify=False)
+
+
+def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
+    """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
+    hdu = fits.PrimaryHDU(data=dq.astype(np.uint32))
+    provenance(hdu.header, cards)
+    with atomic_path(final) as tmp:
+        hdu.writeto(tmp, overwrite=True, checksum=True)
