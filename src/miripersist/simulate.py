@@ -114,8 +114,6 @@ def write_uncal(
         raise ValueError(f"{subarray} frames are {xsize}x{ysize}, data are {nx}x{ny}")
     duration = nints * ngroups * FRAME_TIME[subarray] / SECONDS_PER_DAY
     model = datamodels.Level1bModel(data=np.asarray(data, dtype=np.uint16))
-    if groupdq is not None:
-        model.groupdq = np.asarray(groupdq, dtype=np.uint8)
     meta = model.meta
     meta.telescope = "JWST"
     meta.instrument.name = "MIRI"
@@ -143,6 +141,12 @@ def write_uncal(
     meta.observation.date, meta.observation.time = iso[:10], iso[11:23]
     model.save(path)
     model.close()
+    if groupdq is not None:
+        # Level1bModel has no GROUPDQ; files past the saturation step carry it as an extension.
+        from astropy.io import fits
+
+        header = fits.Header([("EXTNAME", "GROUPDQ")])
+        fits.append(path, np.asarray(groupdq, dtype=np.uint8), header)
     return path
 
 

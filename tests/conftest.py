@@ -1,0 +1,116 @@
+"""Shared fixtures: offline jwst steps, reference files, and the pipeline as oracle."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# jwst steps run offline when CRDS is never asked for parameters or references and a cache
+# config names a context; set before anything imports stpipe.
+_CRDS = tempfile.mkdtemp(prefix="miripersist-crds-")
+os.makedirs(os.path.join(_CRDS, "config", "jwst"))
+with open(os.path.join(_CRDS, "config", "jwst", "server_config"), "w") as fh:
+    fh.write(
+        "{'observatory': 'jwst', 'operational_context': 'jwst_0000.pmap', "
+        "'edit_context': 'jwst_0000.pmap', 'force_remote_mode': False, 'bad_files': '', "
+        "'bad_files_list': [], 'last_synced': '2026-01-01 00:00:00', "
+        "'crds_version': {'str': '14.0.3'}}"
+    )
+os.environ["CRDS_PATH"] = _CRDS
+os.environ["CRDS_SERVER_URL"] = "http://127.0.0.1:9"  # nothing listens: never the network
+os.environ["STPIPE_DISABLE_CRDS_STEPPARS"] = "True"
+
+from miripersist import simulate  # noqa: E402
+from miripersist.flags import NO_SAT_CHECK, SATURATED_GROUP  # noqa: E402
+from miripersist.inventory import DETECTOR_SHAPE  # noqa: E402
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def refdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("refs")
+
+
+@pytest.fixture(scope="session")
+def sat_thresholds() -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds (so equality is exercised) with NaN and NO_SAT_CHECK pixels."""
+    rng = np.random.default_rng(7)
+    thr = np.round(rng.uniform(30000, 50000, size=DETECTOR_SHAPE)).astype(np.float32)
+    dq = np.zeros(DETECTOR_SHAPE, np.uint32)
+    nan = rng.random(DETECTOR_SHAPE) < 0.03
+    nosat = rng.random(DETECTOR_SHAPE) < 0.03
+    thr[nan] = np.nan
+    dq[nosat] |= NO_SAT_CHECK
+    dq[:, :4] |= NO_SAT_CHECK
+    return thr, dq
+
+
+@pytest.fixture(scope="session")
+def sat_ref(refdir, sat_thresholds) -> str:
+    thr, dq = sat_thresholds
+    return simulate.write_saturation_reference(str(refdir / "sat_mirimage.fits"), thr, dq)
+
+
+@pytest.fixture(scope="session")
+def mask_ref(refdir) -> str:
+    dq = np.zeros(DETECTOR_SHAPE, np.uint32)
+    dq[10:20, 30:40] = 2048 | 1  # HOT | DO_NOT_USE: must survive next to our flags
+    return simulate.write_mask_reference(str(refdir / "mask_mirimage.fits"), dq)
+
+
+def tricky_ramps(
+    thr: np.ndarray, ngroups: int, nints: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Ramps that cross their threshold at random groups, sit exactly on it, dip back under
+    it, hit the A/D floor, or never saturate; each integration different."""
+    ny, nx = thr.shape
+    finite = np.where(np.isfinite(thr), thr, 40000.0)
+    out = np.empty((nints, ngroups, ny, nx), dtype=np.uint16)
+    for i in range(nints):
+        cross = rng.integers(0, ngroups + 3, size=(ny, nx))  # >= ngroups: never
+        g = np.arange(ngroups)[:, None, None]
+        below = finite - rng.integers(1, 3000, size=(ngroups, ny, nx))
+        above = finite + rng.integers(0, 3000, size=(ngroups, ny, nx))
+        ramp = np.where(g >= cross, above, below)
+        dip = (g > cross) & (rng.random((ngroups, ny, nx)) < 0.3)
+        ramp = np.where(dip, finite - 500, ramp)
+        exact = rng.random((ngroups, ny, nx)) < 0.02
+        ramp = np.where(exact, finite, ramp)
+        floor = rng.random((ngroups, ny, nx)) < 0.01
+        ramp = np.where(floor, 0, ramp)
+        out[i] = np.clip(ramp, 0, 65535).astype(np.uint16)
+    # never-check pixels get the largest values: they must still never saturate
+    out[..., ~np.isfinite(thr)] = 65535
+    return out
+
+
+def pipeline_groupdq(uncal: str, sat_ref: str, mask_ref: str, n_pix_grow_sat: int) -> np.ndarray:
+    """GROUPDQ after the real jwst DQInitStep + SaturationStep (offline)."""
+    from jwst.dq_init import DQInitStep
+    from jwst.saturation import SaturationStep
+
+    model = DQInitStep.call(uncal, override_mask=mask_ref)
+    model = SaturationStep.call(
+        model,
+        override_saturation=sat_ref,
+        override_superbias="N/A",
+        n_pix_grow_sat=n_pix_grow_sat,
+    )
+    gdq = np.array(model.groupdq)
+    model.close()
+    return gdq
+
+
+def notebook_sources(groupdq: np.ndarray, n_unsat_threshold: int) -> np.ndarray:
+    """The notebook's rule on the pipeline's flags: first integration, count unsaturated groups."""
+    first = groupdq[0]
+    unsat = np.sum((first & SATURATED_GROUP) == 0, axis=0)
+    return (unsat <= n_unsat_threshold) & (unsat < first.shape[0])
