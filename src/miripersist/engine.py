@@ -167,7 +167,7 @@ def run(
         The store, opened lazily.
     """
     params = params or Parameters()
-    paths = discover(inputs, output_dir)
+    paths = discover(inputs)
     exposures = inventory(paths)
     references = assign_references(exposures, saturation_refs)
     umask = read_user_mask(user_mask)

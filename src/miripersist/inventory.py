@@ -100,39 +100,25 @@ def output_name(path: str, mode: str) -> str:
     return stem + (COPY_SUFFIX if mode == "copy" else SIDECAR_SUFFIX)
 
 
-def _is_own_output(path: Path, output_dir: Path | None) -> bool:
-    if path.name.endswith(OUTPUT_SUFFIXES):
-        return True
-    if output_dir is not None:
-        try:
-            path.resolve().relative_to(output_dir.resolve())
-            return True
-        except ValueError:
-            return False
-    return False
-
-
-def discover(inputs: Sequence[str], output_dir: str | os.PathLike | None = None) -> list[str]:
+def discover(inputs: Sequence[str]) -> list[str]:
     """Expand directories, files and globs into a list of uncal file paths.
 
     Parameters
     ----------
     inputs : sequence of str
         Directories (every ``*_uncal.fits`` directly in them), files, or glob patterns.
-    output_dir : path-like, optional
-        This tool's output directory; nothing in it is taken as input.
 
     Returns
     -------
     list of str
-        Paths, each file once (by resolved path), in the order found.
+        Paths, each file once (by resolved path), in the order found. Files this tool
+        writes (by their name endings) are never taken, wherever they are.
 
     Raises
     ------
     ConfigError
         If an input names nothing, or nothing at all is found.
     """
-    out = Path(output_dir) if output_dir is not None else None
     found: list[str] = []
     seen: set[str] = set()
     for item in inputs:
@@ -147,7 +133,7 @@ def discover(inputs: Sequence[str], output_dir: str | os.PathLike | None = None)
                 raise ConfigError(f"{item}: no such file or directory, and no file matches it")
             candidates = [c for c in candidates if c.is_file()]
         for c in candidates:
-            if _is_own_output(c, out):
+            if c.name.endswith(OUTPUT_SUFFIXES):
                 continue
             key = str(c.resolve())
             if key in seen:

@@ -1,0 +1,224 @@
+"""End to end: masks against the pipeline, outputs through dq_init, safety of inputs and outputs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from astropy.io import fits
+from conftest import notebook_sources, pipeline_groupdq, sha256
+
+from miripersist import ConfigError, Parameters, run, simulate
+from miripersist.inventory import DETECTOR_SHAPE, read_exposure
+
+FLAGS = 1 | 32  # DO_NOT_USE | PERSISTENCE
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    """FULL and subarray exposures, one and two integrations, names not in time order."""
+    directory = tmp_path_factory.mktemp("program")
+    prog = simulate.make_program(
+        str(directory / "in"), n_exposures=6, ngroups=5,
+        subarrays=("FULL", "SUB256", "FULL", "SUB64"), nints=(1, 2), seed=5,
+    )
+    return prog
+
+
+@pytest.fixture(scope="module")
+def expected_masks(program):
+    """Per exposure (time order): detector-frame OR of the pipeline's sources of earlier ones."""
+    exposures = sorted((read_exposure(p) for p in program.files), key=lambda e: e.mid_mjd)
+    sources = []
+    for e in exposures:
+        gdq = pipeline_groupdq(e.path, program.saturation_ref, program.mask_ref, 1)
+        placed = np.zeros(DETECTOR_SHAPE, dtype=bool)
+        placed[e.window] = notebook_sources(gdq, 3)
+        sources.append(placed)
+    masks, seen = [], np.zeros(DETECTOR_SHAPE, dtype=bool)
+    for e, src in zip(exposures, sources, strict=True):
+        masks.append(seen[e.window].copy())
+        seen |= src
+    return exposures, sources, masks
+
+
+def test_copy_mode_matches_pipeline_and_survives_dq_init(tmp_path, program, expected_masks):
+    from jwst.dq_init import DQInitStep
+    from stdatamodels.jwst import datamodels
+
+    exposures, sources, masks = expected_masks
+    before = {p: sha256(p) for p in program.files}
+    ds = run([program.directory], str(tmp_path / "out"), [program.saturation_ref])
+    assert {p: sha256(p) for p in program.files} == before, "inputs must never change"
+
+    assert list(ds["file"].values) == [e.name for e in exposures], "scan order is mid time"
+    assert [e.name for e in exposures] != sorted(e.name for e in exposures)
+    np.testing.assert_array_equal(ds["source"].values, np.array(sources))
+    assert ds["complete"].values.all()
+    assert sum(m.sum() for m in masks) > 0
+    mask_ref_dq = fits.getdata(program.mask_ref, "DQ")
+    for e, mask in zip(exposures, masks, strict=True):
+        out = tmp_path / "out" / e.name.replace("_uncal.fits", "_masked_persistence_uncal.fits")
+        with datamodels.RampModel(str(out)) as model:
+            np.testing.assert_array_equal(model.pixeldq, np.where(mask, FLAGS, 0))
+            assert model.data.shape[0] == e.nints
+        result = DQInitStep.call(str(out), override_mask=program.mask_ref)
+        np.testing.assert_array_equal(
+            result.pixeldq, np.where(mask, FLAGS, 0) | mask_ref_dq[e.window]
+        )
+        assert np.array_equal(fits.getdata(out, "SCI"), fits.getdata(e.path, "SCI"))
+
+
+def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expected_masks):
+    from jwst.dq_init import DQInitStep
+
+    exposures, _, masks = expected_masks
+    run([program.directory], str(tmp_path / "side"), [program.saturation_ref],
+        Parameters(mode="sidecar"))
+    for e, mask in zip(exposures, masks, strict=True):
+        side = tmp_path / "side" / e.name.replace("_uncal.fits", "_persistence_dq.fits")
+        dq = fits.getdata(side)
+        assert dq.dtype == np.uint32 and dq.shape == (e.ysize, e.xsize)
+        result = DQInitStep.call(e.path, override_mask=program.mask_ref, user_supplied_dq=str(side))
+        expected = np.where(mask, FLAGS, 0) | fits.getdata(program.mask_ref, "DQ")[e.window]
+        np.testing.assert_array_equal(result.pixeldq, expected)
+
+
+def test_existing_pixeldq_bits_survive(tmp_path, program):
+    src = tmp_path / "in"
+    src.mkdir()
+    first, _, second = sorted(program.files, key=lambda p: read_exposure(p).mid_mjd)[:3]
+    for p in (first, second):
+        shutil.copy(p, src)
+    target = src / os.path.basename(second)
+    shape = fits.getdata(target, "SCI").shape[-2:]
+    old = np.zeros(shape, np.uint32)
+    old[:, :] = 2048  # HOT everywhere
+    fits.append(target, old, fits.Header([("EXTNAME", "PIXELDQ")]))
+    before = sha256(target)
+    ds = run([str(src)], str(tmp_path / "out"), [program.saturation_ref])
+    assert sha256(target) == before
+    out = tmp_path / "out" / target.name.replace("_uncal.fits", "_masked_persistence_uncal.fits")
+    with fits.open(out) as hdul:
+        assert [h.name for h in hdul].count("PIXELDQ") == 1
+        pdq = hdul["PIXELDQ"].data
+    mask = ds["mask"][1].values[read_exposure(str(target)).window]
+    assert mask.any()
+    np.testing.assert_array_equal(pdq, 2048 | np.where(mask, FLAGS, 0))
+
+
+def test_store_is_self_describing(tmp_path, program):
+    store = tmp_path / "elsewhere.zarr"
+    run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
+        Parameters(n_unsat_threshold=2, n_pix_grow_sat=0), store=str(store))
+    ds = xr.open_zarr(store)
+    assert dict(ds.sizes) == {"exposure": 6, "y": 1024, "x": 1032}
+    for name in ("file", "detector", "filter", "mid_mjd", "start_mjd", "end_mjd", "xstart"):
+        assert name in ds.coords
+    assert '"n_unsat_threshold": 2' in ds.attrs["parameters"]
+    assert "jwst" in ds.attrs["versions"]
+    assert not (tmp_path / "out" / "persistence.zarr").exists()
+
+
+def test_detectors_are_scanned_separately(tmp_path, sat_thresholds):
+    thr, dq = sat_thresholds
+    refs = [simulate.write_saturation_reference(str(tmp_path / f"{d}.fits"), thr, dq, d)
+            for d in ("MIRIFUSHORT", "MIRIFULONG")]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    xs, ys, nx, ny = simulate.SUBARRAYS["SUB64"]
+    data = np.full((1, 4, ny, nx), 100, np.uint16)
+    data[:, :, 10, 10] = 65535  # saturates everywhere it can
+    for k, det in enumerate(("MIRIFUSHORT", "MIRIFULONG", "MIRIFUSHORT")):
+        simulate.write_uncal(str(inp / f"e{k}_{det.lower()}_uncal.fits"), data,
+                             start_mjd=60300 + k, detector=det, subarray="SUB64")
+    ds = run([str(inp)], str(tmp_path / "out"), refs, Parameters(n_pix_grow_sat=0))
+    assert list(ds["detector"].values) == ["MIRIFULONG", "MIRIFUSHORT", "MIRIFUSHORT"]
+    assert ds["n_masked"].values.tolist() == [0, 0, 1], "the first of each detector is clean"
+
+
+def test_own_outputs_are_never_inputs(tmp_path, program):
+    inp = tmp_path / "in"
+    shutil.copytree(program.directory, inp)
+    run([str(inp)], str(inp / "masked"), [program.saturation_ref])
+    run([str(inp)], str(inp), [program.saturation_ref], Parameters(mode="sidecar"))
+    ds = run([str(inp), str(inp / "masked")], str(inp), [program.saturation_ref], overwrite=True)
+    assert ds.sizes["exposure"] == 6
+    assert not any("persistence" in f for f in ds["file"].values)
+
+
+def test_existing_outputs_are_not_overwritten(tmp_path, program):
+    run([program.directory], str(tmp_path), [program.saturation_ref])
+    out = sorted(tmp_path.glob("*_masked_persistence_uncal.fits"))[0]
+    stamp = sha256(out)
+    with pytest.raises(ConfigError, match="output exists"):
+        run([program.directory], str(tmp_path), [program.saturation_ref],
+            Parameters(n_pix_grow_sat=2))
+    assert sha256(out) == stamp
+    run([program.directory], str(tmp_path), [program.saturation_ref],
+        Parameters(n_pix_grow_sat=2), overwrite=True)
+    assert read_exposure(str(out)).has_pixeldq
+    assert not list(tmp_path.glob(".tmp-*")), "no temporary file may be left"
+
+
+@pytest.mark.parametrize("kind", ["ecsv", "csv", "txt", "fits"])
+def test_user_mask_applies_to_every_exposure(tmp_path, program, kind):
+    from astropy.table import Table
+
+    x = np.array([1, 500, 1032, 700])
+    y = np.array([1, 120, 1024, 200])
+    path = tmp_path / f"mask.{kind}"
+    if kind == "fits":
+        image = np.zeros(DETECTOR_SHAPE, np.uint8)
+        image[y - 1, x - 1] = 1
+        fits.writeto(path, image)
+    else:
+        fmt = {"ecsv": "ascii.ecsv", "csv": "ascii.csv", "txt": "ascii.basic"}[kind]
+        Table({"x": x, "y": y}).write(path, format=fmt)
+    ds = run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
+             user_mask=str(path))
+    umask = np.zeros(DETECTOR_SHAPE, bool)
+    umask[y - 1, x - 1] = True
+    np.testing.assert_array_equal(ds["user_mask"].values, umask)
+    for i, name in enumerate(ds["file"].values):
+        e = read_exposure(str(ds["path"].values[i]))
+        out = tmp_path / "out" / name.replace("_uncal.fits", "_masked_persistence_uncal.fits")
+        pdq = fits.getdata(out, "PIXELDQ")
+        expected = (ds["mask"][i].values | umask)[e.window]
+        np.testing.assert_array_equal(pdq != 0, expected)
+
+
+def test_user_mask_off_detector_is_reported(tmp_path, program):
+    path = tmp_path / "mask.csv"
+    path.write_text("x,y\n1,1\n1033,5\n0,7\n")
+    with pytest.raises(ConfigError, match="2 user mask coordinates lie off"):
+        run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
+            user_mask=str(path))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_crds_is_asked_when_no_reference_is_given(tmp_path, program, monkeypatch):
+    import crds
+
+    asked = []
+
+    def fake(parameters, reftypes, observatory):
+        asked.append(parameters)
+        return {"saturation": program.saturation_ref}
+
+    monkeypatch.setattr(crds, "getreferences", fake)
+    ds = run([program.directory], str(tmp_path / "out"))
+    assert len(asked) == 6
+    assert asked[0]["META.INSTRUMENT.DETECTOR"] == "MIRIMAGE"
+    assert {p["META.INSTRUMENT.FILTER"] for p in asked} == {"F770W", "F1800W"}
+    assert set(ds["saturation_ref"].values) == {program.saturation_ref}
+
+
+def test_wrong_detector_reference_is_refused(tmp_path, program, sat_thresholds):
+    thr, dq = sat_thresholds
+    other = simulate.write_saturation_reference(str(tmp_path / "long.fits"), thr, dq, "MIRIFULONG")
+    with pytest.raises(ConfigError, match="detector MIRIMAGE has no --saturation-ref"):
+        run([program.directory], str(tmp_path / "out"), [other])
