@@ -66,9 +66,7 @@ def mask_ref(refdir) -> str:
     return simulate.write_mask_reference(str(refdir / "mask_mirimage.fits"), dq)
 
 
-def tricky_ramps(
-    thr: np.ndarray, ngroups: int, nints: int, rng: np.random.Generator
-) -> np.ndarray:
+def tricky_ramps(thr: np.ndarray, ngroups: int, nints: int, rng: np.random.Generator) -> np.ndarray:
     """Ramps that cross their threshold at random groups, sit exactly on it, dip back under
     it, hit the A/D floor, or never saturate; each integration different."""
     ny, nx = thr.shape

@@ -22,8 +22,12 @@ def program(tmp_path_factory):
     """FULL and subarray exposures, one and two integrations, names not in time order."""
     directory = tmp_path_factory.mktemp("program")
     prog = simulate.make_program(
-        str(directory / "in"), n_exposures=6, ngroups=5,
-        subarrays=("FULL", "SUB256", "FULL", "SUB64"), nints=(1, 2), seed=5,
+        str(directory / "in"),
+        n_exposures=6,
+        ngroups=5,
+        subarrays=("FULL", "SUB256", "FULL", "SUB64"),
+        nints=(1, 2),
+        seed=5,
     )
     return prog
 
@@ -76,8 +80,12 @@ def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expecte
     from jwst.dq_init import DQInitStep
 
     exposures, _, masks = expected_masks
-    run([program.directory], str(tmp_path / "side"), [program.saturation_ref],
-        Parameters(mode="sidecar"))
+    run(
+        [program.directory],
+        str(tmp_path / "side"),
+        [program.saturation_ref],
+        Parameters(mode="sidecar"),
+    )
     for e, mask in zip(exposures, masks, strict=True):
         side = tmp_path / "side" / e.name.replace("_uncal.fits", "_persistence_dq.fits")
         dq = fits.getdata(side)
@@ -112,8 +120,13 @@ def test_existing_pixeldq_bits_survive(tmp_path, program):
 
 def test_store_is_self_describing(tmp_path, program):
     store = tmp_path / "elsewhere.zarr"
-    run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
-        Parameters(n_unsat_threshold=2, n_pix_grow_sat=0), store=str(store))
+    run(
+        [program.directory],
+        str(tmp_path / "out"),
+        [program.saturation_ref],
+        Parameters(n_unsat_threshold=2, n_pix_grow_sat=0),
+        store=str(store),
+    )
     ds = xr.open_zarr(store)
     assert dict(ds.sizes) == {"exposure": 6, "y": 1024, "x": 1032}
     for name in ("file", "detector", "filter", "mid_mjd", "start_mjd", "end_mjd", "xstart"):
@@ -125,16 +138,23 @@ def test_store_is_self_describing(tmp_path, program):
 
 def test_detectors_are_scanned_separately(tmp_path, sat_thresholds):
     thr, dq = sat_thresholds
-    refs = [simulate.write_saturation_reference(str(tmp_path / f"{d}.fits"), thr, dq, d)
-            for d in ("MIRIFUSHORT", "MIRIFULONG")]
+    refs = [
+        simulate.write_saturation_reference(str(tmp_path / f"{d}.fits"), thr, dq, d)
+        for d in ("MIRIFUSHORT", "MIRIFULONG")
+    ]
     inp = tmp_path / "in"
     inp.mkdir()
     xs, ys, nx, ny = simulate.SUBARRAYS["SUB64"]
     data = np.full((1, 4, ny, nx), 100, np.uint16)
     data[:, :, 10, 10] = 65535  # saturates everywhere it can
     for k, det in enumerate(("MIRIFUSHORT", "MIRIFULONG", "MIRIFUSHORT")):
-        simulate.write_uncal(str(inp / f"e{k}_{det.lower()}_uncal.fits"), data,
-                             start_mjd=60300 + k, detector=det, subarray="SUB64")
+        simulate.write_uncal(
+            str(inp / f"e{k}_{det.lower()}_uncal.fits"),
+            data,
+            start_mjd=60300 + k,
+            detector=det,
+            subarray="SUB64",
+        )
     ds = run([str(inp)], str(tmp_path / "out"), refs, Parameters(n_pix_grow_sat=0))
     assert list(ds["detector"].values) == ["MIRIFULONG", "MIRIFUSHORT", "MIRIFUSHORT"]
     assert ds["n_masked"].values.tolist() == [0, 0, 1], "the first of each detector is clean"
@@ -155,11 +175,20 @@ def test_existing_outputs_are_not_overwritten(tmp_path, program):
     out = sorted(tmp_path.glob("*_masked_persistence_uncal.fits"))[0]
     stamp = sha256(out)
     with pytest.raises(ConfigError, match="output exists"):
-        run([program.directory], str(tmp_path), [program.saturation_ref],
-            Parameters(n_pix_grow_sat=2))
+        run(
+            [program.directory],
+            str(tmp_path),
+            [program.saturation_ref],
+            Parameters(n_pix_grow_sat=2),
+        )
     assert sha256(out) == stamp
-    run([program.directory], str(tmp_path), [program.saturation_ref],
-        Parameters(n_pix_grow_sat=2), overwrite=True)
+    run(
+        [program.directory],
+        str(tmp_path),
+        [program.saturation_ref],
+        Parameters(n_pix_grow_sat=2),
+        overwrite=True,
+    )
     assert read_exposure(str(out)).has_pixeldq
     assert not list(tmp_path.glob(".tmp-*")), "no temporary file may be left"
 
@@ -178,8 +207,9 @@ def test_user_mask_applies_to_every_exposure(tmp_path, program, kind):
     else:
         fmt = {"ecsv": "ascii.ecsv", "csv": "ascii.csv", "txt": "ascii.basic"}[kind]
         Table({"x": x, "y": y}).write(path, format=fmt)
-    ds = run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
-             user_mask=str(path))
+    ds = run(
+        [program.directory], str(tmp_path / "out"), [program.saturation_ref], user_mask=str(path)
+    )
     umask = np.zeros(DETECTOR_SHAPE, bool)
     umask[y - 1, x - 1] = True
     np.testing.assert_array_equal(ds["user_mask"].values, umask)
@@ -195,8 +225,12 @@ def test_user_mask_off_detector_is_reported(tmp_path, program):
     path = tmp_path / "mask.csv"
     path.write_text("x,y\n1,1\n1033,5\n0,7\n")
     with pytest.raises(ConfigError, match="2 user mask coordinates lie off"):
-        run([program.directory], str(tmp_path / "out"), [program.saturation_ref],
-            user_mask=str(path))
+        run(
+            [program.directory],
+            str(tmp_path / "out"),
+            [program.saturation_ref],
+            user_mask=str(path),
+        )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

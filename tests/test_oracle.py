@@ -1,4 +1,4 @@
-"""The jwst pipeline is the oracle: engine sources equal DQInit + Saturation + the notebook count."""
+"""The jwst pipeline is the oracle: engine sources equal DQInit + Saturation + notebook count."""
 
 from __future__ import annotations
 
@@ -77,8 +77,11 @@ def test_groupdq_input_is_counted_from_groupdq(tmp_path, sub64_two_ints, sat_ref
     data = fits.getdata(sub64_two_ints, "SCI")
     # Scramble SCI: only GROUPDQ may decide.
     path = simulate.write_uncal(
-        str(tmp_path / "after_sat_uncal.fits"), np.zeros_like(data) + 5, start_mjd=60300.0,
-        subarray="SUB64", groupdq=gdq,
+        str(tmp_path / "after_sat_uncal.fits"),
+        np.zeros_like(data) + 5,
+        start_mjd=60300.0,
+        subarray="SUB64",
+        groupdq=gdq,
     )
     exposure = read_exposure(path)
     assert exposure.groupdq is not None

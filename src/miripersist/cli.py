@@ -23,7 +23,9 @@ def _duration(text: str) -> float:
     try:
         value = float(number) * units[unit]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 2500s, 10h, inf)")
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (e.g. 2500s, 10h, inf)"
+        ) from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
     return value
@@ -38,32 +40,68 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="mask persistence in a set of uncal files")
-    run.add_argument("inputs", nargs="+", metavar="INPUT",
-                     help="directories (their *_uncal.fits), files or glob patterns")
+    run.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="directories (their *_uncal.fits), files or glob patterns",
+    )
     run.add_argument("--output-dir", required=True, help="where outputs and the store go")
-    run.add_argument("--saturation-ref", action="append", default=[], metavar="FILE",
-                     help="jwst SATURATION reference; once per detector (default: ask CRDS)")
-    run.add_argument("--n-unsat-threshold", type=int, default=3,
-                     help="source: at most this many unsaturated groups (default 3)")
-    run.add_argument("--n-pix-grow-sat", type=int, default=1,
-                     help="grow saturation by this many pixels, as jwst (default 1)")
-    run.add_argument("--user-mask", metavar="FILE",
-                     help="text/CSV/ECSV with 1-indexed x, y columns, or a FITS image")
-    run.add_argument("--mode", choices=("copy", "sidecar"), default="copy",
-                     help="copy: masked uncal copies; sidecar: DQ files for "
-                          "--steps.dq_init.user_supplied_dq (default copy)")
+    run.add_argument(
+        "--saturation-ref",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="jwst SATURATION reference; once per detector (default: ask CRDS)",
+    )
+    run.add_argument(
+        "--n-unsat-threshold",
+        type=int,
+        default=3,
+        help="source: at most this many unsaturated groups (default 3)",
+    )
+    run.add_argument(
+        "--n-pix-grow-sat",
+        type=int,
+        default=1,
+        help="grow saturation by this many pixels, as jwst (default 1)",
+    )
+    run.add_argument(
+        "--user-mask",
+        metavar="FILE",
+        help="text/CSV/ECSV with 1-indexed x, y columns, or a FITS image",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("copy", "sidecar"),
+        default="copy",
+        help="copy: masked uncal copies; sidecar: DQ files for "
+        "--steps.dq_init.user_supplied_dq (default copy)",
+    )
     run.add_argument("--store", help="zarr store (default OUTPUT_DIR/persistence.zarr)")
-    run.add_argument("--flags", default="DO_NOT_USE,PERSISTENCE",
-                     help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE)")
-    run.add_argument("--window", type=_duration, default=math.inf, metavar="DURATION",
-                     help="a source masks exposures starting within this time after its "
-                          "exposure ends, e.g. 2500s, 10h (default inf)")
+    run.add_argument(
+        "--flags",
+        default="DO_NOT_USE,PERSISTENCE",
+        help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE)",
+    )
+    run.add_argument(
+        "--window",
+        type=_duration,
+        default=math.inf,
+        metavar="DURATION",
+        help="a source masks exposures starting within this time after its "
+        "exposure ends, e.g. 2500s, 10h (default inf)",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
-    demo.add_argument("directory", nargs="?", default="miripersist-demo",
-                      help="where to put it (default ./miripersist-demo)")
+    demo.add_argument(
+        "directory",
+        nargs="?",
+        default="miripersist-demo",
+        help="where to put it (default ./miripersist-demo)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -76,13 +114,15 @@ class ProgressBar:
         self.t0 = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
+        """Redraw the bar for ``done`` of ``total`` exposures."""
         if not self.enabled:
             return
         width = 30
         fill = int(width * done / max(total, 1))
         rate = done / max(time.monotonic() - self.t0, 1e-9)
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} exposures "
-                         f"({rate:.1f}/s)")
+        sys.stderr.write(
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} exposures ({rate:.1f}/s)"
+        )
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()

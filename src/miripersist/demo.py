@@ -73,8 +73,10 @@ def demo(directory: str = "miripersist-demo", quiet: bool = False) -> xr.Dataset
     png = plot(ds, os.path.join(directory, "demo.png"))
     print(format_summary(ds))
     total = int(np.sum(ds["n_masked"].values))
-    print(f"\n{ds.sizes['exposure']} exposures masked ({total} pixel flags) in "
-          f"{time.monotonic() - t0:.1f} s")
+    print(
+        f"\n{ds.sizes['exposure']} exposures masked ({total} pixel flags) in "
+        f"{time.monotonic() - t0:.1f} s"
+    )
     print(f"masked files and store: {os.path.join(directory, 'outputs')}")
     print(f"plot: {png}")
     return ds

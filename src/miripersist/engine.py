@@ -97,7 +97,7 @@ def _header_cards(params: Parameters, n_masked: int, n_before: int) -> dict[str,
         "MPVERS": (version, "miripersist version"),
         "MPNUNSAT": (params.n_unsat_threshold, "source: at most this many unsaturated groups"),
         "MPNGROW": (params.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
-        "MPFLAGS": (params.flags, "DQ bits set: " + flag_names(params.flags)),
+        "MPFLAGS": (params.flags, "pixel DQ bits set where masked"),
         "MPWINDOW": (str(params.record()["window_days"]), "mask lifetime after exposure (days)"),
         "MPNPRIOR": (n_before, "earlier exposures on this detector"),
         "MPNMASK": (n_masked, "pixels flagged in this exposure"),
@@ -231,9 +231,7 @@ def run(
                 carry,
                 params.window_days,
             )
-            applied = [
-                (masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)
-            ]
+            applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
             n_masked = np.array([a.sum() for a in applied])
             store_mod.write_block(
                 store_path, block[0], sources, masks, sources.sum(axis=(1, 2)), n_masked

@@ -44,7 +44,9 @@ class ArrayLayout:
     @property
     def dtype(self) -> np.dtype:
         """Big-endian on-disk dtype of the raw values."""
-        return np.dtype({8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[self.bitpix])
+        return np.dtype(
+            {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[self.bitpix]
+        )
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ class Exposure:
 def output_name(path: str, mode: str) -> str:
     """Name of the file this tool writes for input ``path`` in ``mode``."""
     base = os.path.basename(path)
-    stem = base[: -len("_uncal.fits")] if base.endswith("_uncal.fits") else base.rsplit(".fits", 1)[0]
+    stem = (
+        base[: -len("_uncal.fits")] if base.endswith("_uncal.fits") else base.rsplit(".fits", 1)[0]
+    )
     return stem + (COPY_SUFFIX if mode == "copy" else SIDECAR_SUFFIX)
 
 
@@ -194,7 +198,9 @@ def read_exposure(path: str) -> Exposure | None:
             primary = hdul[0].header
             instrument = str(primary.get("INSTRUME", "")).strip().upper()
             if instrument != "MIRI":
-                log.warning("%s: skipped, instrument is %r, not MIRI", path, instrument or "unknown")
+                log.warning(
+                    "%s: skipped, instrument is %r, not MIRI", path, instrument or "unknown"
+                )
                 return None
             names: dict[str, int] = {}
             for i, hdu in enumerate(hdul):

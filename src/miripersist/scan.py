@@ -56,4 +56,3 @@ def exclusive_scan(
             masks[i] = seen & (last_end >= start_mjd[i] - window_days)
         np.maximum(last_end, np.where(sources[i], end_mjd[i], NEVER_SATURATED), out=last_end)
     return masks, last_end
-

@@ -59,7 +59,9 @@ def write_saturation_reference(
     return path
 
 
-def write_mask_reference(path: str, dq: np.ndarray | None = None, detector: str = "MIRIMAGE") -> str:
+def write_mask_reference(
+    path: str, dq: np.ndarray | None = None, detector: str = "MIRIMAGE"
+) -> str:
     """Write a jwst MASK reference (for running dq_init offline in tests and benchmarks)."""
     from stdatamodels.jwst import datamodels
 
@@ -236,11 +238,15 @@ def make_program(
     sat_ref = write_saturation_reference(
         os.path.join(directory, f"{detector.lower()}_saturation.fits"), thr, thr_dq, detector
     )
-    mask_ref = write_mask_reference(os.path.join(directory, f"{detector.lower()}_mask.fits"),
-                                    detector=detector)
+    mask_ref = write_mask_reference(
+        os.path.join(directory, f"{detector.lower()}_mask.fits"), detector=detector
+    )
     field = [
-        (rng.uniform(20, DETECTOR_SHAPE[0] - 20), rng.uniform(20, DETECTOR_SHAPE[1] - 20),
-         rng.choice([30000.0, 12000.0, 5000.0, 800.0]))
+        (
+            rng.uniform(20, DETECTOR_SHAPE[0] - 20),
+            rng.uniform(20, DETECTOR_SHAPE[1] - 20),
+            rng.choice([30000.0, 12000.0, 5000.0, 800.0]),
+        )
         for _ in range(stars_per_exposure * 3)
     ]
     order = rng.permutation(n_exposures)
@@ -260,8 +266,14 @@ def make_program(
         data = ramps(rate, ngroups, nints[i % len(nints)], rng=rng)
         name = f"jw01234{1 + order[i] // 9:03d}001_02101_{1 + order[i] % 9:05d}_mirimage_uncal.fits"
         path = os.path.join(directory, name)
-        write_uncal(path, data, start_mjd=start, detector=detector,
-                    filter_name=filters[i % len(filters)], subarray=sub)
+        write_uncal(
+            path,
+            data,
+            start_mjd=start,
+            detector=detector,
+            filter_name=filters[i % len(filters)],
+            subarray=sub,
+        )
         files.append(path)
         duration = data.shape[0] * ngroups * FRAME_TIME[sub] / SECONDS_PER_DAY
         start += duration + 60.0 / SECONDS_PER_DAY

@@ -22,8 +22,18 @@ import xarray as xr
 from .inventory import DETECTOR_SHAPE, Exposure
 
 DIMS3 = ("exposure", "y", "x")
-PACKAGES = ("miripersist", "jwst", "stcal", "stdatamodels", "numpy", "dask", "xarray", "zarr",
-            "astropy", "scipy")
+PACKAGES = (
+    "miripersist",
+    "jwst",
+    "stcal",
+    "stdatamodels",
+    "numpy",
+    "dask",
+    "xarray",
+    "zarr",
+    "astropy",
+    "scipy",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -64,8 +74,22 @@ def create(
 
     coords = {
         key: ("exposure", column(key))
-        for key in ("file", "path", "detector", "filter", "subarray", "xstart", "ystart",
-                    "xsize", "ysize", "nints", "ngroups", "start_mjd", "mid_mjd", "end_mjd")
+        for key in (
+            "file",
+            "path",
+            "detector",
+            "filter",
+            "subarray",
+            "xstart",
+            "ystart",
+            "xsize",
+            "ysize",
+            "nints",
+            "ngroups",
+            "start_mjd",
+            "mid_mjd",
+            "end_mjd",
+        )
     }
     coords["saturation_ref"] = ("exposure", np.array(list(references), dtype=str))
     chunks3 = (1, *DETECTOR_SHAPE)
@@ -79,7 +103,9 @@ def create(
             "user_mask": (("y", "x"), user_mask.astype(bool)),
         },
         coords=coords,
-        attrs={key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()},
+        attrs={
+            key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()
+        },
     )
     ds["source"].attrs["description"] = "pixels that leave persistence (detector coordinates)"
     ds["mask"].attrs["description"] = "persistence mask from earlier exposures (exclusive scan)"

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 from astropy.io import fits
 
+from .flags import flag_names
 from .inventory import Exposure
 
 PIXELDQ = "PIXELDQ"
@@ -76,12 +77,13 @@ def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None
     """Record which tool, version and parameters made the flags."""
     for key, value in provenance_cards.items():
         header[key] = value
-    header.add_history("Persistence flags from saturation in earlier exposures: miripersist")
+    header.add_history("miripersist: persistence flags from saturation in earlier exposures")
+    flags = provenance_cards.get("MPFLAGS")
+    if flags is not None:
+        header.add_history(f"miripersist: flags set are {flag_names(int(flags[0]))}")
 
 
-def write_copy(
-    exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]
-) -> None:
+def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Byte-copy the input and OR ``dq`` into its PIXELDQ (appended or replaced).
 
     Parameters
