@@ -2,12 +2,11 @@
 
 The public entry point is :func:`miripersist.run`, which returns the run's
 :class:`xarray.Dataset` (the zarr store). The command line ``miripersist``
-wraps it.
+wraps it. Heavy modules load on first use, so the command line starts fast.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .engine import Parameters, run
 from .errors import ConfigError, InputError, MiripersistError
 
 try:
@@ -23,3 +22,13 @@ __all__ = [
     "__version__",
     "run",
 ]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in ("Parameters", "run"):
+        return getattr(importlib.import_module(".engine", __name__), name)
+    if name == "simulate":
+        return importlib.import_module(".simulate", __name__)
+    raise AttributeError(f"module 'miripersist' has no attribute {name!r}")

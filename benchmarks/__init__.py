@@ -1,0 +1,1 @@
+"""Benchmarks of miripersist against the notebook method and the plain floors."""

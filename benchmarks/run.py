@@ -1,0 +1,218 @@
+"""Benchmark runner: the notebook method, miripersist (sidecar, copy) and the floors.
+
+    python -m benchmarks [--exposures 4,12,40] [--groups 30] [--out benchmarks/results]
+
+Every method runs as its own process on the same files in one run; figures are
+reported as per-exposure marginal costs, (T(N) - T(N0)) / (N - N0), so that interpreter
+start-up does not hide the engine, and as ratios between methods measured together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+
+from .data import build
+from .measure import measure
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def offline_env(workdir: str) -> dict:
+    """Environment in which jwst steps run with no network (for the notebook baseline)."""
+    crds = os.path.join(workdir, "crds")
+    os.makedirs(os.path.join(crds, "config", "jwst"), exist_ok=True)
+    with open(os.path.join(crds, "config", "jwst", "server_config"), "w") as fh:
+        fh.write(
+            "{'observatory': 'jwst', 'operational_context': 'jwst_0000.pmap', "
+            "'edit_context': 'jwst_0000.pmap', 'force_remote_mode': False, "
+            "'bad_files': '', 'bad_files_list': [], 'last_synced': '2026-01-01 00:00:00', "
+            "'crds_version': {'str': '14.0.3'}}"
+        )
+    env = dict(os.environ)
+    env.update(
+        CRDS_PATH=crds, CRDS_SERVER_URL="http://127.0.0.1:9", STPIPE_DISABLE_CRDS_STEPPARS="True"
+    )
+    return env
+
+
+def commands(program, out: str) -> dict[str, list[str]]:
+    """The command line of every method, writing under ``out``."""
+    py = sys.executable
+    mp = [
+        py,
+        "-m",
+        "miripersist",
+        "run",
+        program.directory,
+        "--saturation-ref",
+        program.saturation_ref,
+        "--quiet",
+        "--overwrite",
+    ]
+    return {
+        "notebook": [
+            py,
+            os.path.join(HERE, "notebook.py"),
+            program.directory,
+            os.path.join(out, "notebook"),
+            program.saturation_ref,
+            program.mask_ref,
+        ],
+        "sidecar": [*mp, "--mode", "sidecar", "--output-dir", os.path.join(out, "sidecar")],
+        "copy": [*mp, "--mode", "copy", "--output-dir", os.path.join(out, "copy")],
+        "floor_sidecar": [
+            py,
+            os.path.join(HERE, "floor_sidecar.py"),
+            program.directory,
+            os.path.join(out, "floor"),
+            program.saturation_ref,
+        ],
+        "cp": ["cp", "-r", program.directory, os.path.join(out, "cp")],
+    }
+
+
+def run_scale(
+    workdir: str, n: int, ngroups: int, subarray: str, methods: list[str], repeats: int, env: dict
+) -> dict:
+    """Time every method on one data set; median of ``repeats``."""
+    program = build(os.path.join(workdir, f"data_{subarray}_{n}x{ngroups}"), n, ngroups, subarray)
+    results = {}
+    for name in methods:
+        samples = []
+        for _ in range(repeats):
+            out = tempfile.mkdtemp(dir=workdir, prefix="out-")
+            try:
+                samples.append(measure(commands(program, out)[name], env))
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+        best = sorted(samples, key=lambda s: s["wall_s"])[len(samples) // 2]
+        best["wall_s"] = statistics.median(s["wall_s"] for s in samples)
+        best["exposures_per_s"] = n / best["wall_s"]
+        results[name] = best
+        print(
+            f"  {subarray} N={n:4d} G={ngroups:3d} {name:14s} {best['wall_s']:8.2f} s  "
+            f"{best['peak_rss_mib']:7.0f} MiB  read {best['read_bytes'] / 2**20:8.0f} MiB  "
+            f"written {best['written_bytes'] / 2**20:8.0f} MiB",
+            flush=True,
+        )
+    return {"n": n, "ngroups": ngroups, "subarray": subarray, "methods": results}
+
+
+def marginal(rows: list[dict], method: str) -> float | None:
+    """Seconds per exposure between the smallest and largest N at which ``method`` ran."""
+    pts = sorted((r["n"], r["methods"][method]["wall_s"]) for r in rows if method in r["methods"])
+    if len(pts) < 2:
+        return None
+    (n0, t0), (n1, t1) = pts[0], pts[-1]
+    return (t1 - t0) / (n1 - n0)
+
+
+def report(series: dict[str, list[dict]]) -> str:
+    """A text table of marginal costs and ratios."""
+    lines = []
+    for label, rows in series.items():
+        lines.append(f"\n{label}")
+        per = {m: marginal(rows, m) for m in ("notebook", "sidecar", "copy", "floor_sidecar", "cp")}
+        for m, v in per.items():
+            if v is not None:
+                lines.append(f"  {m:14s} {1000 * v:9.1f} ms/exposure (marginal)")
+        if per["notebook"] and per["sidecar"]:
+            lines.append(f"  notebook / sidecar      = {per['notebook'] / per['sidecar']:7.1f}x")
+        if per["floor_sidecar"] and per["sidecar"]:
+            lines.append(
+                f"  sidecar / floor_sidecar = {per['sidecar'] / per['floor_sidecar']:7.2f}"
+            )
+        if per["cp"] and per["copy"]:
+            lines.append(f"  copy / cp               = {per['copy'] / per['cp']:7.2f}")
+        peaks = {
+            m: max(r["methods"][m]["peak_rss_mib"] for r in rows if m in r["methods"])
+            for m in ("notebook", "sidecar", "copy", "floor_sidecar")
+            if any(m in r["methods"] for r in rows)
+        }
+        lines.append("  peak RSS (MiB): " + ", ".join(f"{m} {v:.0f}" for m, v in peaks.items()))
+    return "\n".join(lines)
+
+
+def plot(series: dict[str, list[dict]], path: str) -> None:
+    """Time per exposure and peak memory against N (and against groups)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, rows in series.items():
+        if not label.startswith("exposures"):
+            continue
+        for m in ("sidecar", "copy", "floor_sidecar", "cp", "notebook"):
+            pts = [(r["n"], r["methods"][m]) for r in rows if m in r["methods"]]
+            if not pts:
+                continue
+            axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], "o-", label=m)
+            axes[1].plot([n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], "o-", label=m)
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="exposures",
+        ylabel="wall s / exposure",
+        title="Time per exposure",
+    )
+    axes[1].set(xscale="log", xlabel="exposures", ylabel="peak RSS (MiB)", title="Peak memory")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--exposures", default="4,12,40", help="exposure counts (comma list)")
+    parser.add_argument("--groups", type=int, default=30, help="groups for the exposure series")
+    parser.add_argument("--group-series", default="", help="group counts at fixed exposures")
+    parser.add_argument("--group-exposures", type=int, default=12)
+    parser.add_argument("--subarray", default="FULL")
+    parser.add_argument(
+        "--notebook-max",
+        type=int,
+        default=12,
+        help="largest N at which the (slow) notebook method runs",
+    )
+    parser.add_argument("--methods", default="notebook,sidecar,copy,floor_sidecar,cp")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench")
+    )
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.workdir, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    env = offline_env(args.workdir)
+    methods = args.methods.split(",")
+    series: dict[str, list[dict]] = {}
+
+    def scale(n: int, g: int) -> dict:
+        use = [m for m in methods if m != "notebook" or n <= args.notebook_max]
+        return run_scale(args.workdir, n, g, args.subarray, use, args.repeats, env)
+
+    label = f"exposures ({args.subarray}, {args.groups} groups)"
+    series[label] = [scale(int(n), args.groups) for n in args.exposures.split(",")]
+    if args.group_series:
+        label = f"groups ({args.subarray}, {args.group_exposures} exposures)"
+        series[label] = [scale(args.group_exposures, int(g)) for g in args.group_series.split(",")]
+    text = report(series)
+    print(text)
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump({"series": series, "report": text}, fh, indent=1)
+    plot(series, os.path.join(args.out, "scaling.png"))
+    return 0
