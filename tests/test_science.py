@@ -10,6 +10,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from miripersist.saturation import (
     groups_needed,
+    grow,
     sources_from_groupdq,
     sources_from_ramp,
     unsaturated_count,
@@ -54,6 +55,17 @@ def test_prefix_of_groups_equals_full_count_over_all_groups(case):
     k = groups_needed(data.shape[1], n_unsat)
     prefix = sources_from_ramp(data[0, :k], threshold_map(thr, dq), n_grow)
     np.testing.assert_array_equal(prefix, full)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_grow_equals_scipy_binary_dilation_with_a_box(ny, nx, n, seed):
+    from scipy import ndimage
+
+    mask = np.random.default_rng(seed).random((ny, nx)) < 0.05
+    box = np.ones((2 * n + 1, 2 * n + 1), dtype=bool)
+    expected = ndimage.binary_dilation(mask, box, border_value=0) if n else mask
+    np.testing.assert_array_equal(grow(mask, n), expected)
 
 
 def test_unsaturated_count_counts_groups_without_the_bit():

@@ -15,7 +15,6 @@ the box reached its threshold within groups 0..N.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .flags import SATURATED_GROUP
 
@@ -46,11 +45,23 @@ def saturated_any(groups: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def grow(mask: np.ndarray, n_pix_grow_sat: int) -> np.ndarray:
-    """Dilate by a (2n+1) x (2n+1) box with nothing beyond the array edge (stcal's growth)."""
+    """Dilate by a (2n+1) x (2n+1) box with nothing beyond the array edge (stcal's growth).
+
+    A box is separable, so shifted ORs along rows then columns give exactly
+    ``scipy.ndimage.binary_dilation(mask, ones((2n+1, 2n+1)), border_value=0)`` at a
+    tenth of its cost on a full frame (the tests check the equality).
+    """
     if n_pix_grow_sat <= 0 or not mask.any():
         return mask
-    box = np.ones((2 * n_pix_grow_sat + 1,) * 2, dtype=bool)
-    return ndimage.binary_dilation(mask, structure=box, border_value=0)
+    rows = mask.copy()
+    for d in range(1, n_pix_grow_sat + 1):
+        rows[d:] |= mask[:-d]
+        rows[:-d] |= mask[d:]
+    out = rows.copy()
+    for d in range(1, n_pix_grow_sat + 1):
+        out[:, d:] |= rows[:, :-d]
+        out[:, :-d] |= rows[:, d:]
+    return out
 
 
 def sources_from_ramp(

@@ -9,6 +9,7 @@ written. Parameters and package versions are in the attributes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -36,9 +37,10 @@ PACKAGES = (
 )
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the result."""
-    out = {}
+    """Versions of the packages that shape the result (read once per process)."""
+    out: dict[str, str] = {}
     for name in PACKAGES:
         try:
             out[name] = version(name)

@@ -1,0 +1,66 @@
+"""asv benchmarks of the engine at small scale (``asv run --python=same``).
+
+The data are made once per environment by ``setup_cache`` with the project's simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+
+class Engine:
+    """Full runs on 8 FULL-frame exposures of 30 groups."""
+
+    timeout = 600
+    params = (["sidecar", "copy"],)
+    param_names = ["mode"]
+
+    def setup_cache(self):
+        from miripersist import simulate
+
+        directory = os.path.abspath("asv-data")
+        program = simulate.make_program(directory, n_exposures=8, ngroups=30)
+        return program.directory, program.saturation_ref
+
+    def setup(self, cache, mode):
+        self.out = tempfile.mkdtemp(prefix="asv-out-")
+
+    def teardown(self, cache, mode):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def _run(self, cache, mode):
+        from miripersist import Parameters, run
+
+        inputs, ref = cache
+        run([inputs], self.out, [ref], Parameters(mode=mode), overwrite=True)
+
+    def time_run(self, cache, mode):
+        self._run(cache, mode)
+
+    def peakmem_run(self, cache, mode):
+        self._run(cache, mode)
+
+
+class Science:
+    """The pure functions on one full frame."""
+
+    def setup(self):
+        rng = np.random.default_rng(0)
+        self.groups = rng.integers(0, 65535, size=(4, 1024, 1032), dtype=np.uint16)
+        self.thr = np.full((1024, 1032), 65000, dtype=np.float32)
+        self.sources = rng.random((16, 1024, 1032)) < 0.01
+
+    def time_sources_from_ramp(self):
+        from miripersist.saturation import sources_from_ramp
+
+        sources_from_ramp(self.groups, self.thr, 1)
+
+    def time_scan_block_of_16(self):
+        from miripersist.scan import exclusive_scan, new_carry
+
+        t = np.arange(16.0)
+        exclusive_scan(self.sources, t, t + 0.5, new_carry((1024, 1032)))
