@@ -28,14 +28,18 @@ def _tree_hwm_kib(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], env: dict | None = None, interval: float = 0.02) -> dict:
+def measure(
+    cmd: list[str], env: dict | None = None, interval: float = 0.02, preexec=None
+) -> dict:
     """Run ``cmd``; return wall seconds, peak RSS (MiB), bytes read and written.
 
     Peak RSS is sampled every ``interval`` seconds as the summed VmHWM of the process tree
     (ru_maxrss is useless here: Linux carries the parent's peak into a forked child).
     """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec
+    )
     peak = 0
     while True:
         info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)

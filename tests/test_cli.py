@@ -94,7 +94,7 @@ def test_no_crds_and_no_reference_names_both_ways_out(tmp_path, small, capsys, m
     assert not list(tmp_path.glob("*.fits"))
 
 
-def test_rerun_without_overwrite_is_refused(tmp_path, small, capsys):
+def test_rerun_resumes_and_other_parameters_need_overwrite(tmp_path, small, capsys):
     args = [
         "run",
         small.directory,
@@ -106,9 +106,12 @@ def test_rerun_without_overwrite_is_refused(tmp_path, small, capsys):
     ]
     assert main(args) == 0
     assert capsys.readouterr().out == ""
-    assert main(args) == 2
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.fits")}
+    assert main(args) == 0, "the same command again resumes (here: nothing left to do)"
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.fits")} == stamps
+    assert main([*args, "--n-unsat-threshold", "2"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--n-unsat-threshold", "2", "--overwrite"]) == 0
 
 
 def test_non_miri_files_are_skipped_with_a_warning(tmp_path, small, caplog):

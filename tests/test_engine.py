@@ -170,7 +170,7 @@ def test_own_outputs_are_never_inputs(tmp_path, program):
     assert not any("persistence" in f for f in ds["file"].values)
 
 
-def test_existing_outputs_are_not_overwritten(tmp_path, program):
+def test_outputs_of_another_run_are_not_overwritten(tmp_path, program):
     run([program.directory], str(tmp_path), [program.saturation_ref])
     out = sorted(tmp_path.glob("*_masked_persistence_uncal.fits"))[0]
     stamp = sha256(out)
@@ -179,17 +179,29 @@ def test_existing_outputs_are_not_overwritten(tmp_path, program):
             [program.directory],
             str(tmp_path),
             [program.saturation_ref],
-            Parameters(n_pix_grow_sat=2),
+            store=str(tmp_path / "other.zarr"),
         )
     assert sha256(out) == stamp
-    run(
+    assert not (tmp_path / "other.zarr").exists()
+
+
+def test_a_store_of_other_parameters_is_refused_not_mixed(tmp_path, program):
+    run([program.directory], str(tmp_path), [program.saturation_ref])
+    with pytest.raises(ConfigError, match="other parameters .*n_pix_grow_sat 1 -> 2"):
+        run(
+            [program.directory],
+            str(tmp_path),
+            [program.saturation_ref],
+            Parameters(n_pix_grow_sat=2),
+        )
+    ds = run(
         [program.directory],
         str(tmp_path),
         [program.saturation_ref],
         Parameters(n_pix_grow_sat=2),
         overwrite=True,
     )
-    assert read_exposure(str(out)).has_pixeldq
+    assert ds.attrs["parameters"]["n_pix_grow_sat"] == 2
     assert not list(tmp_path.glob(".tmp-*")), "no temporary file may be left"
 
 

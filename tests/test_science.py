@@ -119,3 +119,22 @@ def test_window_masks_only_exposures_starting_soon_after():
     masks, _ = exclusive_scan(sources, start, end, new_carry((1, 1)), window_days=0.5)
     # ends at 0.1: the exposures starting at 0.2 and 0.5 are within 0.5 d, the one at 2.0 is not
     assert masks[:, 0, 0].tolist() == [False, True, True, False]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 10), st.integers(0, 2**32 - 1), st.integers(1, 9))
+def test_both_scan_paths_agree_when_the_window_never_closes(n, seed, cut):
+    rng = np.random.default_rng(seed)
+    sources = rng.random((n, 3, 4)) < 0.3
+    start = np.cumsum(rng.uniform(0.01, 1.0, size=n))
+    end = start + 0.01
+    carry0 = np.where(rng.random((3, 4)) < 0.2, -1.0, -np.inf)
+    cut = min(cut, n)
+    ma, ca = exclusive_scan(sources[:cut], start[:cut], end[:cut], carry0)
+    mb, cb = exclusive_scan(sources[:cut], start[:cut], end[:cut], carry0, window_days=1e9)
+    np.testing.assert_array_equal(ma, mb)
+    np.testing.assert_array_equal(ca, cb)
+    ma2, ca2 = exclusive_scan(sources[cut:], start[cut:], end[cut:], ca)
+    mb2, cb2 = exclusive_scan(sources[cut:], start[cut:], end[cut:], cb, window_days=1e9)
+    np.testing.assert_array_equal(ma2, mb2)
+    np.testing.assert_array_equal(ca2, cb2)

@@ -8,6 +8,7 @@ writing overlap. Memory is bounded by the block size, not by the number of expos
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -90,7 +91,7 @@ class Parameters:
         return out
 
 
-def _header_cards(params: Parameters, n_masked: int, n_before: int) -> dict[str, object]:
+def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
     version = store_mod.package_versions()["miripersist"]
     return {
         "MPTOOL": ("miripersist", "persistence flags made by this tool"),
@@ -99,35 +100,92 @@ def _header_cards(params: Parameters, n_masked: int, n_before: int) -> dict[str,
         "MPNGROW": (params.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
         "MPFLAGS": (params.flags, "pixel DQ bits set where masked"),
         "MPWINDOW": (str(params.record()["window_days"]), "mask lifetime after exposure (days)"),
-        "MPNPRIOR": (n_before, "earlier exposures on this detector"),
         "MPNMASK": (n_masked, "pixels flagged in this exposure"),
     }
 
 
-def _write_one(
-    exposure: Exposure, dq: np.ndarray, final: str, mode: str, cards: dict[str, object]
-) -> str:
-    if mode == "copy":
+def _write_one(exposure: Exposure, applied: np.ndarray, final: str, params: Parameters) -> str:
+    # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there.
+    dq = np.where(applied, np.uint32(params.flags), np.uint32(0))
+    cards = _header_cards(params, int(applied.sum()))
+    if params.mode == "copy":
         write_copy(exposure, dq, final, cards)
     else:
         write_sidecar(dq, final, cards)
     return final
 
 
-def plan_outputs(
-    exposures: Sequence[Exposure], output_dir: str, mode: str, overwrite: bool
-) -> list[str]:
-    """Output paths, refusing to replace existing files unless ``overwrite``."""
+def _output_paths(exposures: Sequence[Exposure], output_dir: str, mode: str) -> list[str]:
     outputs = [os.path.join(output_dir, output_name(e.path, mode)) for e in exposures]
-    clash = [p for p in outputs if os.path.exists(p)]
-    if clash and not overwrite:
-        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
-        raise ConfigError(f"{clash[0]}{more}: output exists (use --overwrite to replace)")
     names = [os.path.basename(p) for p in outputs]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"two inputs would both be written to {dup} (same file name)")
     return outputs
+
+
+def _refuse_foreign_outputs(outputs: Sequence[str], ours: Sequence[bool]) -> None:
+    """Stop before writing anything if an output exists that no earlier run of this store made."""
+    clash = [p for p, mine in zip(outputs, ours, strict=True) if not mine and os.path.exists(p)]
+    if clash:
+        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+        raise ConfigError(f"{clash[0]}{more}: output exists (use --overwrite to replace)")
+
+
+def _user_mask_digest(mask: np.ndarray) -> str:
+    return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
+
+
+def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
+    """The store of an earlier run with the same parameters, or None; refuse a different one."""
+    if not os.path.exists(store_path):
+        return None
+    try:
+        previous = store_mod.open_store(store_path)
+    except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
+        raise ConfigError(
+            f"{store_path}: store cannot be read ({exc!s:.120}); use --overwrite to replace it"
+        ) from None
+    old = previous.attrs.get("parameters", {})
+    keys = (
+        "n_unsat_threshold",
+        "n_pix_grow_sat",
+        "flags",
+        "mode",
+        "window_days",
+        "user_mask_sha256",
+        "integrations",
+        "dilate",
+    )
+    differ = [k for k in keys if old.get(k) != record.get(k)]
+    if differ:
+        what = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in differ)
+        raise ConfigError(
+            f"{store_path}: store was made with other parameters ({what}); "
+            "use --overwrite or another --store"
+        )
+    return previous
+
+
+def history_carry(path: str, detector: str) -> np.ndarray:
+    """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
+    try:
+        past = store_mod.open_store(path)
+    except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
+        raise ConfigError(f"{path}: --history store cannot be read ({exc!s:.120})") from None
+    carry = new_carry(DETECTOR_SHAPE)
+    chosen = np.flatnonzero(
+        (past["detector"].values.astype(str) == detector) & past["complete"].values
+    )
+    for j in chosen:
+        carry[past["source"][j].values] = float(past["end_mjd"].values[j])
+    return carry
+
+
+def _local_workers() -> int:
+    # Write-back waits on the disk (fsync) far more than it computes: more threads than
+    # cores overlap those waits (measured: docs/benchmarks.md).
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 def run(
@@ -139,8 +197,13 @@ def run(
     user_mask: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    history: str | None = None,
 ) -> xr.Dataset:
     """Mask persistence in a set of MIRI uncal files.
+
+    A rerun with the same store and parameters resumes: sources already in the store for
+    unchanged inputs are reused, and only outputs that are missing or whose masks changed
+    are written. New inputs join the scan in time order.
 
     Parameters
     ----------
@@ -157,42 +220,65 @@ def run(
     user_mask : str, optional
         Extra pixels to flag in every exposure (see :func:`miripersist.usermask.read_user_mask`).
     overwrite : bool
-        Replace existing outputs.
+        Start afresh: replace the store and any existing outputs.
     progress : callable, optional
         Called as ``progress(done, total)`` after each block of exposures.
+    history : str, optional
+        Store of an earlier run whose sources count as saturation before this run's exposures.
 
     Returns
     -------
     xarray.Dataset
-        The store, opened lazily.
+        The store, opened lazily. ``attrs["last_run"]`` counts the exposures computed,
+        reused and written by this call.
     """
     params = params or Parameters()
-    paths = discover(inputs)
-    exposures = inventory(paths)
+    exposures = inventory(discover(inputs))
     references = assign_references(exposures, saturation_refs)
     umask = read_user_mask(user_mask)
+    record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
     os.makedirs(output_dir, exist_ok=True)
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
-    outputs = plan_outputs(exposures, output_dir, params.mode, overwrite)
+    outputs = _output_paths(exposures, output_dir, params.mode)
     store_path = store or os.path.join(output_dir, "persistence.zarr")
-    if os.path.exists(store_path) and not overwrite:
-        raise ConfigError(f"{store_path}: store exists (use --overwrite to replace)")
+    previous = None if overwrite else _previous_run(store_path, record)
 
-    store_mod.create(
-        store_path,
-        exposures,
-        [r.path if r is not None else "" for r in references],
-        umask,
-        {
-            "parameters": params.record(),
-            "versions": store_mod.package_versions(),
-            "user_mask": user_mask or "",
-            "detector_shape": list(DETECTOR_SHAPE),
-        },
-    )
+    # Which exposures the previous run already knows, by input identity.
+    known: dict[tuple, int] = {}
+    if previous is not None:
+        for j, key in enumerate(
+            zip(
+                previous["path"].values.astype(str),
+                previous["size"].values,
+                previous["mtime_ns"].values,
+                previous["header_sha256"].values.astype(str),
+                strict=True,
+            )
+        ):
+            known[(os.path.abspath(key[0]), int(key[1]), int(key[2]), key[3])] = j
+    old_index = [known.get(e.fingerprint) for e in exposures]
+    if not overwrite:
+        _refuse_foreign_outputs(outputs, [j is not None for j in old_index])
+    old_complete = previous["complete"].values if previous is not None else None
+    old_written = previous["written"].values if previous is not None else None
+    in_place = previous is not None and old_index == list(range(previous.sizes["exposure"]))
+    target = store_path if previous is None or in_place else f"{store_path}.new-{os.getpid()}"
+    if not in_place:
+        store_mod.create(
+            target,
+            exposures,
+            [r.path if r is not None else "" for r in references],
+            umask,
+            {
+                "parameters": record,
+                "versions": store_mod.package_versions(),
+                "user_mask": user_mask or "",
+                "history": history or "",
+                "detector_shape": list(DETECTOR_SHAPE),
+            },
+        )
 
-    # One shared copy of each reference window in the graph, whatever the number of exposures.
     windows: dict[tuple, object] = {}
 
     def thresholds_for(i: int):
@@ -204,50 +290,98 @@ def run(
             windows[key] = dask.delayed(ref.window_for(exp), pure=True)
         return windows[key]
 
+    def reusable(i: int) -> bool:
+        j = old_index[i]
+        return j is not None and bool(old_complete[j])
+
+    counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0}
     done = 0
-    pending: list = []
-    for indices in by_detector(exposures).values():
-        carry = new_carry(DETECTOR_SHAPE)
-        for b0 in range(0, len(indices), params.batch):
-            block = indices[b0 : b0 + params.batch]
-            lazy = [
-                lazy_sources(
-                    exposures[i],
-                    thresholds_for(i),
-                    params.n_unsat_threshold,
-                    params.n_pix_grow_sat,
-                    params.tile,
+    pending: list = []  # write-back tasks of the previous block
+    to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
+
+    def flush(extra=()) -> list:
+        # Sources of the next block and the previous block's files, in one parallel pass.
+        results = dask.compute(list(extra), pending)[0]
+        if to_mark:
+            store_mod.mark_written(target, to_mark)
+        counts["written"] += len(pending)
+        return results
+
+    config = {} if _has_client() else {"num_workers": _local_workers()}
+    with dask.config.set(config):
+        for detector, indices in by_detector(exposures).items():
+            carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
+            for b0 in range(0, len(indices), params.batch):
+                block = indices[b0 : b0 + params.batch]
+                todo = [i for i in block if not reusable(i)]
+                lazy = [
+                    lazy_sources(
+                        exposures[i],
+                        thresholds_for(i),
+                        params.n_unsat_threshold,
+                        params.n_pix_grow_sat,
+                        params.tile,
+                    )
+                    for i in todo
+                ]
+                frames = dict(zip(todo, flush(lazy), strict=True))
+                pending, to_mark = [], []
+                sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
+                for k, i in enumerate(block):
+                    if i in frames:
+                        sources[(k, *exposures[i].window)] = frames[i]
+                    else:
+                        sources[k] = previous["source"][old_index[i]].values
+                counts["computed"] += len(todo)
+                counts["reused"] += len(block) - len(todo)
+                masks, carry = exclusive_scan(
+                    sources,
+                    np.array([exposures[i].start_mjd for i in block]),
+                    np.array([exposures[i].end_mjd for i in block]),
+                    carry,
+                    params.window_days,
                 )
-                for i in block
-            ]
-            frames, _ = dask.compute(lazy, pending)
-            sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
-            for k, i in enumerate(block):
-                sources[(k, *exposures[i].window)] = frames[k]
-            masks, carry = exclusive_scan(
-                sources,
-                np.array([exposures[i].start_mjd for i in block]),
-                np.array([exposures[i].end_mjd for i in block]),
-                carry,
-                params.window_days,
-            )
-            applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
-            n_masked = np.array([a.sum() for a in applied])
-            store_mod.write_block(
-                store_path, block[0], sources, masks, sources.sum(axis=(1, 2)), n_masked
-            )
-            pending = [
-                dask.delayed(_write_one, pure=False)(
-                    exposures[i],
-                    np.where(applied[k], np.uint32(params.flags), np.uint32(0)),
-                    outputs[i],
-                    params.mode,
-                    _header_cards(params, int(n_masked[k]), b0 + k),
-                )
-                for k, i in enumerate(block)
-            ]
-            done += len(block)
-            if progress is not None:
-                progress(done, len(exposures))
-    dask.compute(pending)
-    return store_mod.open_store(store_path)
+                applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
+                n_masked = np.array([a.sum() for a in applied])
+                if not (in_place and all(reusable(i) for i in block)):
+                    store_mod.write_block(
+                        target, block[0], sources, masks, sources.sum(axis=(1, 2)), n_masked
+                    )
+                for k, i in enumerate(block):
+                    j = old_index[i]
+                    same = (
+                        j is not None
+                        and bool(old_written[j])
+                        and os.path.exists(outputs[i])
+                        and np.array_equal(previous["mask"][j].values, masks[k])
+                    )
+                    if same:
+                        counts["unchanged"] += 1
+                    else:
+                        pending.append(
+                            dask.delayed(_write_one, pure=False)(
+                                exposures[i], applied[k], outputs[i], params
+                            )
+                        )
+                    if not (same and in_place):
+                        to_mark.append(i)
+                done += len(block)
+                if progress is not None:
+                    progress(done, len(exposures))
+        flush()
+    store_mod.update_attrs(target, {"last_run": counts})
+    if target != store_path:
+        store_mod.replace(target, store_path)
+    ds = store_mod.open_store(store_path)
+    ds.attrs["last_run"] = counts
+    return ds
+
+
+def _has_client() -> bool:
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return False
+    return True

@@ -8,6 +8,7 @@ arrays, so that later stages read only the bytes they need.
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -74,6 +75,14 @@ class Exposure:
     date_obs: str = ""
     time_obs: str = ""
     band: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+    header_sha256: str = ""
+
+    @property
+    def fingerprint(self) -> tuple[str, int, int, str]:
+        """What identifies this input's content: path, size, mtime and a digest of its headers."""
+        return (os.path.abspath(self.path), self.size, self.mtime_ns, self.header_sha256)
 
     @property
     def name(self) -> str:
@@ -247,6 +256,9 @@ def read_exposure(path: str) -> Exposure | None:
     if not detector:
         raise InputError(f"{path}: no DETECTOR keyword")
     start, mid, end = _mjd(primary, sci_hdr, path)
+    stat = os.stat(path)
+    with open(path, "rb") as fh:
+        headers = hashlib.sha256(fh.read(sci.offset)).hexdigest()
     return Exposure(
         path=str(path),
         detector=detector,
@@ -269,6 +281,9 @@ def read_exposure(path: str) -> Exposure | None:
         date_obs=str(primary.get("DATE-OBS", "") or "").strip(),
         time_obs=str(primary.get("TIME-OBS", "") or "").strip(),
         band=str(primary.get("BAND", "") or "").strip(),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        header_sha256=headers,
     )
 
 

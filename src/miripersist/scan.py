@@ -1,7 +1,8 @@
 """The exclusive scan over time: which earlier sources mask each exposure.
 
-The carried state is, per detector pixel, the end time (MJD) of the latest earlier
-exposure in which the pixel was a source (``-inf`` for never). Exposure ``i`` is masked
+The carried state is, per detector pixel, the end time (MJD) of the last earlier
+exposure (in scan order, which is time order) in which the pixel was a source
+(``-inf`` for never). Exposure ``i`` is masked
 where that time exists and lies within ``window`` days before its start. With an
 infinite window (the notebook's rule) this is the plain cumulative OR. The scan is
 linear in the number of exposures and holds only one carry image per detector.
@@ -46,13 +47,27 @@ def exclusive_scan(
     carry : ndarray of float64, shape (ny, nx)
         State after the block.
     """
-    last_end = carry.copy()
     masks = np.empty(sources.shape, dtype=bool)
+    if np.isinf(window_days):
+        # Only "ever saturated" matters: a boolean OR carries it, several times faster.
+        seen = carry > NEVER_SATURATED
+        for i in range(sources.shape[0]):
+            masks[i] = seen
+            seen |= sources[i]
+        last_end = carry.copy()
+        if sources.shape[0]:
+            any_source = sources.any(axis=0)
+            last_end[any_source] = _last_end(sources, end_mjd)[any_source]
+        return masks, last_end
+    last_end = carry.copy()
     for i in range(sources.shape[0]):
         seen = last_end > NEVER_SATURATED
-        if np.isinf(window_days):
-            masks[i] = seen
-        else:
-            masks[i] = seen & (last_end >= start_mjd[i] - window_days)
-        np.maximum(last_end, np.where(sources[i], end_mjd[i], NEVER_SATURATED), out=last_end)
+        masks[i] = seen & (last_end >= start_mjd[i] - window_days)
+        last_end[sources[i]] = end_mjd[i]
     return masks, last_end
+
+
+def _last_end(sources: np.ndarray, end_mjd: np.ndarray) -> np.ndarray:
+    """End time of the last exposure of the block in which each pixel was a source."""
+    last = sources.shape[0] - 1 - np.argmax(sources[::-1], axis=0)
+    return np.asarray(end_mjd)[last]

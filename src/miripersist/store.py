@@ -77,6 +77,9 @@ def create(
     coords = {
         key: ("exposure", column(key))
         for key in (
+            "size",
+            "mtime_ns",
+            "header_sha256",
             "file",
             "path",
             "detector",
@@ -102,6 +105,7 @@ def create(
             "n_source": ("exposure", np.zeros(n, dtype=np.int64)),
             "n_masked": ("exposure", np.zeros(n, dtype=np.int64)),
             "complete": ("exposure", np.zeros(n, dtype=bool)),
+            "written": ("exposure", np.zeros(n, dtype=bool)),
             "user_mask": (("y", "x"), user_mask.astype(bool)),
         },
         coords=coords,
@@ -111,10 +115,23 @@ def create(
     )
     ds["source"].attrs["description"] = "pixels that leave persistence (detector coordinates)"
     ds["mask"].attrs["description"] = "persistence mask from earlier exposures (exclusive scan)"
+    encoding = {name: {"chunks": (1,)} for name in ("n_source", "n_masked", "complete", "written")}
+    # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.to_zarr(tmp, mode="w", compute=False, encoding=encoding, **_zarr_kwargs())
+    replace(tmp, path)
+
+
+def replace(new: str, path: str) -> None:
+    """Put the store ``new`` in the place of ``path`` (whether or not one is there)."""
     if os.path.exists(path):
-        shutil.rmtree(path)
-    encoding = {name: {"chunks": (1,)} for name in ("n_source", "n_masked", "complete")}
-    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, **_zarr_kwargs())
+        old = f"{path}.old-{os.getpid()}"
+        os.rename(path, old)
+        os.rename(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, path)
 
 
 def write_block(
@@ -140,11 +157,31 @@ def write_block(
     )
 
 
+def mark_written(path: str, indices: Sequence[int]) -> None:
+    """Record that the outputs of these exposures are in place."""
+    for i in sorted(indices):
+        xr.Dataset({"written": ("exposure", np.ones(1, dtype=bool))}).to_zarr(
+            path, region={"exposure": slice(i, i + 1)}, **_zarr_kwargs()
+        )
+
+
+def update_attrs(path: str, attrs: dict) -> None:
+    """Add attributes to a store (JSON for dicts and lists) and consolidate its metadata."""
+    import zarr
+
+    group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+    group.attrs.update(
+        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in attrs.items()}
+    )
+    zarr.consolidate_metadata(path, **_zarr_kwargs())
+
+
 def open_store(path: str) -> xr.Dataset:
     """Open a store lazily (``xarray.open_zarr``); parameters come back as a dict attribute."""
     ds = xr.open_zarr(path, **_zarr_kwargs())
     if isinstance(ds.attrs.get("parameters"), str):
         ds.attrs["parameters"] = json.loads(ds.attrs["parameters"])
-    if isinstance(ds.attrs.get("versions"), str):
-        ds.attrs["versions"] = json.loads(ds.attrs["versions"])
+    for key in ("versions", "last_run", "skipped"):
+        if isinstance(ds.attrs.get(key), str):
+            ds.attrs[key] = json.loads(ds.attrs[key])
     return ds
