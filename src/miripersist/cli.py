@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -92,7 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="a source masks exposures starting within this time after its "
         "exposure ends, e.g. 2500s, 10h (default inf)",
     )
-    run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    run.add_argument(
+        "--history",
+        metavar="STORE",
+        help="store of an earlier run whose sources count as saturation before "
+        "this run's first exposure",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh: replace the store and existing outputs",
+    )
+    dist = run.add_argument_group("dask cluster (default: threads in this process)")
+    dist.add_argument("--scheduler", metavar="ADDRESS", help="address of a running scheduler")
+    dist.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="scheduler file (dask scheduler --scheduler-file, dask-mpi, dask-jobqueue)",
+    )
+    dist.add_argument(
+        "--workers", type=int, metavar="N", help="start a local cluster of N worker processes"
+    )
+    dist.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        metavar="M",
+        help="threads per local worker (default 1)",
+    )
+    run.add_argument(
+        "--batch",
+        type=int,
+        default=16,
+        metavar="N",
+        help="exposures per block; bounds memory (default 16)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
@@ -129,6 +165,7 @@ class ProgressBar:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .cluster import check_workers, connect
     from .engine import Parameters, run
     from .flags import parse_flags
     from .summary import format_summary
@@ -139,17 +176,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         flags=parse_flags(args.flags),
         mode=args.mode,
         window_days=args.window,
+        batch=args.batch,
     )
-    ds = run(
-        args.inputs,
-        args.output_dir,
-        saturation_refs=args.saturation_ref,
-        params=params,
-        store=args.store,
-        user_mask=args.user_mask,
-        overwrite=args.overwrite,
-        progress=ProgressBar(not args.quiet),
-    )
+    client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
+    try:
+        if client is not None:
+            if client.dashboard_link and not args.quiet:
+                print(f"miripersist: dask dashboard at {client.dashboard_link}", file=sys.stderr)
+            from .inventory import discover
+
+            paths = discover(args.inputs)
+            check_workers(client, [*paths, *args.saturation_ref], args.output_dir)
+        ds = run(
+            args.inputs,
+            args.output_dir,
+            saturation_refs=args.saturation_ref,
+            params=params,
+            store=args.store,
+            user_mask=args.user_mask,
+            overwrite=args.overwrite,
+            progress=ProgressBar(not args.quiet),
+            history=args.history,
+        )
+    finally:
+        if client is not None:
+            client.close()
     if not args.quiet:
         print(format_summary(ds))
     return 0
@@ -162,10 +213,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM (a batch system's wall-time kill) stops like Ctrl-C: temporaries are removed,
+    # finished outputs and the store stay consistent, and a rerun resumes.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``miripersist`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING, format="miripersist: %(message)s")
     try:
         return {"run": _cmd_run, "demo": _cmd_demo}[args.command](args)
@@ -173,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"miripersist: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("miripersist: interrupted", file=sys.stderr)
+        print("miripersist: interrupted; run the same command again to resume", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"miripersist: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)

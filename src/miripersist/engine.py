@@ -33,7 +33,7 @@ from .reader import lazy_sources
 from .scan import exclusive_scan, new_carry
 from .thresholds import assign_references
 from .usermask import read_user_mask
-from .writeback import write_copy, write_sidecar
+from .writeback import remove_stale_temporaries, write_copy, write_sidecar
 
 MODES = ("copy", "sidecar")
 
@@ -240,6 +240,7 @@ def run(
     os.makedirs(output_dir, exist_ok=True)
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
+    remove_stale_temporaries(output_dir)
     outputs = _output_paths(exposures, output_dir, params.mode)
     store_path = store or os.path.join(output_dir, "persistence.zarr")
     previous = None if overwrite else _previous_run(store_path, record)
@@ -259,7 +260,9 @@ def run(
             known[(os.path.abspath(key[0]), int(key[1]), int(key[2]), key[3])] = j
     old_index = [known.get(e.fingerprint) for e in exposures]
     if not overwrite:
-        _refuse_foreign_outputs(outputs, [j is not None for j in old_index])
+        # Outputs of inputs the store knows (even if they changed since) are this run's own.
+        old_paths = {key[0] for key in known}
+        _refuse_foreign_outputs(outputs, [os.path.abspath(e.path) in old_paths for e in exposures])
     old_complete = previous["complete"].values if previous is not None else None
     old_written = previous["written"].values if previous is not None else None
     in_place = previous is not None and old_index == list(range(previous.sizes["exposure"]))

@@ -101,6 +101,7 @@ class Exposure:
         row.pop("sci")
         row.pop("groupdq")
         row["file"] = self.name
+        row["path"] = os.path.abspath(self.path)
         return row
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -22,11 +23,40 @@ from .inventory import Exposure
 PIXELDQ = "PIXELDQ"
 
 
+def _tmp_prefix(pid: int | None = None) -> str:
+    return f".tmp-{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Delete temporary files that runs on this host left behind when they were killed.
+
+    Only files of processes that no longer exist are touched, so a concurrent run's
+    temporaries are safe.
+    """
+    removed = []
+    host = f".tmp-{socket.gethostname()}-"
+    for name in os.listdir(directory):
+        if not (name.startswith(host) and name.endswith(".fits")):
+            continue
+        try:
+            pid = int(name[len(host) :].split("-", 1)[0])
+            os.kill(pid, 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str) -> Iterator[str]:
     """Yield a temporary path beside ``final``; on success fsync it and rename it to ``final``."""
     directory = os.path.dirname(os.path.abspath(final))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=".fits", dir=directory)
     os.close(fd)
     try:
         yield tmp

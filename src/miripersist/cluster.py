@@ -1,0 +1,85 @@
+"""Running on a dask cluster: connect, and check that every worker sees the files.
+
+Workers read inputs and write outputs by path, so a shared file system is assumed (as on
+HPC). Before any work, every worker is asked whether it can read the inputs and write to
+the output directory; a host that cannot is named and the run stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Sequence
+
+from .errors import ConfigError
+
+
+def connect(
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+):
+    """Return a ``distributed.Client`` for the options given, or None for the local default.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    scheduler_file : str, optional
+        Scheduler file written by ``dask scheduler --scheduler-file``, dask-mpi or
+        dask-jobqueue.
+    workers, threads_per_worker : int, optional
+        Start a local cluster of worker processes.
+    """
+    if scheduler is None and scheduler_file is None and workers is None:
+        return None
+    from distributed import Client, LocalCluster
+
+    try:
+        if scheduler is not None:
+            return Client(scheduler, timeout="30s")
+        if scheduler_file is not None:
+            if not os.path.exists(scheduler_file):
+                raise ConfigError(f"{scheduler_file}: no such scheduler file")
+            return Client(scheduler_file=scheduler_file, timeout="30s")
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker or 1,
+            processes=True,
+            dashboard_address=":0",
+        )
+        return Client(cluster)
+    except (OSError, TimeoutError) as exc:
+        where = scheduler or scheduler_file or "local cluster"
+        raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
+
+
+def _probe(readable: Sequence[str], writable: str) -> dict:
+    bad = [p for p in readable if not os.access(p, os.R_OK)]
+    try:
+        os.makedirs(writable, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=writable, prefix=".probe-"):
+            pass
+    except OSError:
+        bad.append(writable)
+    return {"host": socket.gethostname(), "bad": bad}
+
+
+def check_workers(client, readable: Sequence[str], writable: str) -> None:
+    """Stop with a message naming the host if a worker cannot see the files.
+
+    Raises
+    ------
+    ConfigError
+        If a worker cannot read one of ``readable`` or write in ``writable``.
+    """
+    answers = client.run(_probe, list(readable), writable)
+    for worker, answer in sorted(answers.items()):
+        if answer["bad"]:
+            more = f" and {len(answer['bad']) - 1} more" if len(answer["bad"]) > 1 else ""
+            raise ConfigError(
+                f"worker {worker} on host {answer['host']} cannot reach {answer['bad'][0]}{more} "
+                "(workers need the inputs and the output directory on a shared file system)"
+            )

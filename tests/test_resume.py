@@ -1,0 +1,160 @@
+"""Long runs: kill and resume, incremental programs, changed inputs, saturation history."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import sha256
+
+from miripersist import Parameters, run, simulate
+from miripersist.inventory import read_exposure
+
+
+@pytest.fixture(scope="module")
+def longer(tmp_path_factory):
+    """Enough FULL-frame exposures that a run can be stopped part-way."""
+    return simulate.make_program(
+        str(tmp_path_factory.mktemp("long") / "in"), n_exposures=24, ngroups=4,
+        subarrays=("FULL", "SUB256"), seed=9,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, longer):
+    out = tmp_path_factory.mktemp("reference")
+    ds = run([longer.directory], str(out), [longer.saturation_ref], Parameters(batch=2))
+    return out, ds
+
+
+def digests(directory) -> dict[str, str]:
+    return {p.name: sha256(p) for p in sorted(directory.glob("*.fits"))}
+
+
+def _start(longer, out, batch=1):
+    cmd = [sys.executable, "-m", "miripersist", "run", longer.directory, "--output-dir", str(out),
+           "--saturation-ref", longer.saturation_ref, "--batch", str(batch), "--quiet"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _stop_after_first_output(proc, out, sig):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(out.glob("*_masked_persistence_uncal.fits")):
+            proc.send_signal(sig)
+            break
+        time.sleep(0.002)
+    proc.wait(timeout=120)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_stopped_run_resumes_to_identical_outputs(tmp_path, longer, reference_run, sig):
+    ref_out, ref_ds = reference_run
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _start(longer, out)
+    _stop_after_first_output(proc, out, sig)
+    assert proc.returncode != 0, "the run must have been stopped part-way"
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 1
+        assert b"run the same command again" in proc.stderr.read()
+        assert not list(out.glob(".tmp-*")), "a clean stop leaves no temporary file"
+    store = xr.open_zarr(out / "persistence.zarr")  # readable after any stop
+    done = int(store["complete"].values.sum())
+    assert done < 24
+
+    ds = run([longer.directory], str(out), [longer.saturation_ref], Parameters(batch=1))
+    assert ds.attrs["last_run"]["computed"] == 24 - done
+    assert ds.attrs["last_run"]["reused"] == done
+    assert digests(out) == digests(ref_out)
+    assert not list(out.glob(".tmp-*"))
+    np.testing.assert_array_equal(ds["mask"].values, ref_ds["mask"].values)
+    again = run([longer.directory], str(out), [longer.saturation_ref], Parameters(batch=1))
+    assert again.attrs["last_run"] == {"computed": 0, "reused": 24, "written": 0, "unchanged": 24}
+
+
+def _subset(longer, tmp_path, keep):
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    for p in keep:
+        shutil.copy2(p, d)
+    return d
+
+
+def test_later_exposures_only_extend_the_scan(tmp_path, longer, reference_run):
+    ref_out, _ = reference_run
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    d = _subset(longer, tmp_path, by_time[:16])
+    out = tmp_path / "out"
+    run([str(d)], str(out), [longer.saturation_ref])
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    _subset(longer, tmp_path, by_time[16:])
+    ds = run([str(d)], str(out), [longer.saturation_ref])
+    assert ds.attrs["last_run"]["computed"] == 8 and ds.attrs["last_run"]["reused"] == 16
+    assert ds.attrs["last_run"]["written"] == 8
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits") if p.name in first} == first
+    assert digests(out) == digests(ref_out)
+
+
+def test_an_earlier_exposure_rewrites_only_changed_outputs(tmp_path, longer, reference_run):
+    ref_out, _ = reference_run
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    late_comer = by_time[5]
+    d = _subset(longer, tmp_path, [p for p in by_time if p != late_comer])
+    out = tmp_path / "out"
+    before_ds = run([str(d)], str(out), [longer.saturation_ref])
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    masks_before = {f: before_ds["mask"][i].values for i, f in enumerate(before_ds["file"].values)}
+    _subset(longer, tmp_path, [late_comer])
+    ds = run([str(d)], str(out), [longer.saturation_ref])
+    assert ds.attrs["last_run"]["computed"] == 1 and ds.attrs["last_run"]["reused"] == 23
+    changed = {f for i, f in enumerate(ds["file"].values)
+               if f in masks_before and not np.array_equal(masks_before[f], ds["mask"][i].values)}
+    assert changed, "the late exposure's sources must change some later masks"
+    rewritten = {p.name for p in out.glob("*.fits")
+                 if p.name in stamps and p.stat().st_mtime_ns != stamps[p.name]}
+    out_name = {f: f.replace("_uncal.fits", "_masked_persistence_uncal.fits") for f in changed}
+    assert rewritten == set(out_name.values())
+    assert ds.attrs["last_run"]["written"] == len(changed) + 1
+    assert digests(out) == digests(ref_out)
+
+
+def test_a_changed_input_is_recomputed(tmp_path, longer):
+    d = _subset(longer, tmp_path, longer.files[:6])
+    out = tmp_path / "out"
+    run([str(d)], str(out), [longer.saturation_ref])
+    victim = sorted(d.glob("*_uncal.fits"))[0]
+    from astropy.io import fits
+
+    with fits.open(victim, mode="update") as hdul:
+        hdul["SCI"].data[0, :, 100:110, 100:110] = 65535
+    ds = run([str(d)], str(out), [longer.saturation_ref])
+    assert ds.attrs["last_run"]["computed"] == 1
+    i = list(ds["file"].values).index(victim.name)
+    assert ds["source"][i].values[100:110, 100:110].all()
+
+
+def test_history_masks_the_first_exposures_of_a_visit(tmp_path, longer):
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    visit1 = _subset(longer, tmp_path, by_time[:6])
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    for p in by_time[6:9]:
+        shutil.copy2(p, v2)
+    first = run([str(visit1)], str(tmp_path / "o1"), [longer.saturation_ref])
+    plain = run([str(v2)], str(tmp_path / "o2"), [longer.saturation_ref])
+    assert plain["n_masked"].values[0] == 0
+    hist = run([str(v2)], str(tmp_path / "o3"), [longer.saturation_ref],
+               history=str(tmp_path / "o1" / "persistence.zarr"))
+    seen = first["source"].values.any(axis=0)
+    e = read_exposure(str(hist["path"].values[0]))
+    np.testing.assert_array_equal(hist["mask"][0].values, seen)
+    assert hist["n_masked"].values[0] == seen[e.window].sum() > 0
+    assert os.path.exists(tmp_path / "o3" / "persistence.zarr")
