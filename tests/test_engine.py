@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -74,6 +75,10 @@ def test_copy_mode_matches_pipeline_and_survives_dq_init(tmp_path, program, expe
             result.pixeldq, np.where(mask, FLAGS, 0) | mask_ref_dq[e.window]
         )
         assert np.array_equal(fits.getdata(out, "SCI"), fits.getdata(e.path, "SCI"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a bad CHECKSUM or DATASUM warns
+            with fits.open(out, checksum=True) as hdul:
+                assert hdul["PIXELDQ"].header["CHECKSUM"]
 
 
 def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expected_masks):

@@ -22,8 +22,11 @@ from miripersist.inventory import read_exposure
 def longer(tmp_path_factory):
     """Enough FULL-frame exposures that a run can be stopped part-way."""
     return simulate.make_program(
-        str(tmp_path_factory.mktemp("long") / "in"), n_exposures=24, ngroups=4,
-        subarrays=("FULL", "SUB256"), seed=9,
+        str(tmp_path_factory.mktemp("long") / "in"),
+        n_exposures=24,
+        ngroups=4,
+        subarrays=("FULL", "SUB256"),
+        seed=9,
     )
 
 
@@ -39,8 +42,20 @@ def digests(directory) -> dict[str, str]:
 
 
 def _start(longer, out, batch=1):
-    cmd = [sys.executable, "-m", "miripersist", "run", longer.directory, "--output-dir", str(out),
-           "--saturation-ref", longer.saturation_ref, "--batch", str(batch), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "miripersist",
+        "run",
+        longer.directory,
+        "--output-dir",
+        str(out),
+        "--saturation-ref",
+        longer.saturation_ref,
+        "--batch",
+        str(batch),
+        "--quiet",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -115,11 +130,17 @@ def test_an_earlier_exposure_rewrites_only_changed_outputs(tmp_path, longer, ref
     _subset(longer, tmp_path, [late_comer])
     ds = run([str(d)], str(out), [longer.saturation_ref])
     assert ds.attrs["last_run"]["computed"] == 1 and ds.attrs["last_run"]["reused"] == 23
-    changed = {f for i, f in enumerate(ds["file"].values)
-               if f in masks_before and not np.array_equal(masks_before[f], ds["mask"][i].values)}
+    changed = {
+        f
+        for i, f in enumerate(ds["file"].values)
+        if f in masks_before and not np.array_equal(masks_before[f], ds["mask"][i].values)
+    }
     assert changed, "the late exposure's sources must change some later masks"
-    rewritten = {p.name for p in out.glob("*.fits")
-                 if p.name in stamps and p.stat().st_mtime_ns != stamps[p.name]}
+    rewritten = {
+        p.name
+        for p in out.glob("*.fits")
+        if p.name in stamps and p.stat().st_mtime_ns != stamps[p.name]
+    }
     out_name = {f: f.replace("_uncal.fits", "_masked_persistence_uncal.fits") for f in changed}
     assert rewritten == set(out_name.values())
     assert ds.attrs["last_run"]["written"] == len(changed) + 1
@@ -151,8 +172,12 @@ def test_history_masks_the_first_exposures_of_a_visit(tmp_path, longer):
     first = run([str(visit1)], str(tmp_path / "o1"), [longer.saturation_ref])
     plain = run([str(v2)], str(tmp_path / "o2"), [longer.saturation_ref])
     assert plain["n_masked"].values[0] == 0
-    hist = run([str(v2)], str(tmp_path / "o3"), [longer.saturation_ref],
-               history=str(tmp_path / "o1" / "persistence.zarr"))
+    hist = run(
+        [str(v2)],
+        str(tmp_path / "o3"),
+        [longer.saturation_ref],
+        history=str(tmp_path / "o1" / "persistence.zarr"),
+    )
     seen = first["source"].values.any(axis=0)
     e = read_exposure(str(hist["path"].values[0]))
     np.testing.assert_array_equal(hist["mask"][0].values, seen)

@@ -21,6 +21,9 @@ from .flags import flag_names
 from .inventory import Exposure
 
 PIXELDQ = "PIXELDQ"
+# astropy puts the time in the checksum cards' comment by default; a fixed comment keeps
+# outputs byte-identical between runs (and between a run and its resumption).
+CHECKSUM_COMMENT = "HDU checksum (miripersist)"
 
 
 def _tmp_prefix(pid: int | None = None) -> str:
@@ -147,12 +150,14 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
         finally:
             os.close(src)
         hdu = fits.ImageHDU(data=values.astype(np.uint32), header=header, name=PIXELDQ)
-        fits.append(tmp, hdu.data, hdu.header, checksum=True, verify=False)
+        hdu.add_checksum(when=CHECKSUM_COMMENT)
+        fits.append(tmp, hdu.data, hdu.header, checksum=False, verify=False)
 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
     hdu = fits.PrimaryHDU(data=dq.astype(np.uint32))
     provenance(hdu.header, cards)
+    hdu.add_checksum(when=CHECKSUM_COMMENT)
     with atomic_path(final) as tmp:
-        hdu.writeto(tmp, overwrite=True, checksum=True)
+        hdu.writeto(tmp, overwrite=True)

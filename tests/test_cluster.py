@@ -1,0 +1,149 @@
+"""A real dask cluster (worker processes) gives results identical to a local run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import sha256
+from distributed import Client, LocalCluster
+
+from miripersist import ConfigError, Parameters, run, simulate
+from miripersist.cli import main
+from miripersist.cluster import check_workers
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory):
+    return simulate.make_program(
+        str(tmp_path_factory.mktemp("cl") / "in"),
+        n_exposures=6,
+        ngroups=4,
+        subarrays=("FULL", "SUB256"),
+        seed=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, prog):
+    out = tmp_path_factory.mktemp("local")
+    ds = run([prog.directory], str(out), [prog.saturation_ref], Parameters(mode="sidecar"))
+    return out, ds
+
+
+def digests(directory):
+    return {p.name: sha256(p) for p in sorted(directory.glob("*.fits"))}
+
+
+def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
+    out, ds_local = local
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster),
+    ):
+        ds = run([prog.directory], str(tmp_path), [prog.saturation_ref], Parameters(mode="sidecar"))
+    np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)
+    np.testing.assert_array_equal(ds["source"].values, ds_local["source"].values)
+    assert digests(tmp_path) == digests(out)
+
+
+def test_workers_that_cannot_see_files_are_named(tmp_path, prog):
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        check_workers(client, prog.files, str(tmp_path))
+        with pytest.raises(ConfigError, match="cannot reach /nonexistent/x_uncal.fits"):
+            check_workers(client, ["/nonexistent/x_uncal.fits"], str(tmp_path))
+
+
+def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, local, capsys):
+    out, _ = local
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        "--scheduler-file",
+                        str(sched_file),
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        with Client(scheduler_file=str(sched_file), timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        code = main(
+            [
+                "run",
+                prog.directory,
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--saturation-ref",
+                prog.saturation_ref,
+                "--mode",
+                "sidecar",
+                "--scheduler-file",
+                str(sched_file),
+            ]
+        )
+        assert code == 0
+        assert "dask dashboard at" in capsys.readouterr().err
+        assert digests(tmp_path / "out") == digests(out)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
