@@ -28,9 +28,7 @@ def _tree_hwm_kib(pid: int) -> int:
     return total
 
 
-def measure(
-    cmd: list[str], env: dict | None = None, interval: float = 0.02, preexec=None
-) -> dict:
+def measure(cmd: list[str], env: dict | None = None, interval: float = 0.02, preexec=None) -> dict:
     """Run ``cmd``; return wall seconds, peak RSS (MiB), bytes read and written.
 
     Peak RSS is sampled every ``interval`` seconds as the summed VmHWM of the process tree

@@ -35,20 +35,37 @@ def _digest(directory: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.out_of_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.out_of_core",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--exposures", type=int, default=160)
     parser.add_argument("--groups", type=int, default=30)
     parser.add_argument("--limit-mib", type=int, default=2048)
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench"))
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench")
+    )
     args = parser.parse_args(argv)
 
     n, g = args.exposures, args.groups
     program = build(os.path.join(args.workdir, f"data_FULL_{n}x{g}"), n, g, "FULL")
     size = sum(os.path.getsize(f) for f in program.files)
     limit = args.limit_mib * 2**20
-    cmd = [sys.executable, "-m", "miripersist", "run", program.directory, "--saturation-ref",
-           program.saturation_ref, "--mode", "sidecar", "--quiet", "--overwrite", "--output-dir"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "miripersist",
+        "run",
+        program.directory,
+        "--saturation-ref",
+        program.saturation_ref,
+        "--mode",
+        "sidecar",
+        "--quiet",
+        "--overwrite",
+        "--output-dir",
+    ]
     free = tempfile.mkdtemp(dir=args.workdir)
     capped = tempfile.mkdtemp(dir=args.workdir)
     try:
@@ -68,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(capped, ignore_errors=True)
     print(f"data set: {n} exposures x {g} groups, {size / 2**30:.1f} GiB on disk")
     print(f"no limit:            {a['wall_s']:.1f} s, peak RSS {a['peak_rss_mib']:.0f} MiB")
-    print(f"address space {args.limit_mib} MiB: {b['wall_s']:.1f} s, "
-          f"peak RSS {b['peak_rss_mib']:.0f} MiB")
+    print(
+        f"address space {args.limit_mib} MiB: {b['wall_s']:.1f} s, "
+        f"peak RSS {b['peak_rss_mib']:.0f} MiB"
+    )
     print(f"identical sidecar files: {same_files}; identical store masks: {same_store}")
     return 0 if same_files and same_store else 1
 
