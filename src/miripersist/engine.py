@@ -106,8 +106,9 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
 
 def _write_one(exposure: Exposure, applied: np.ndarray, final: str, params: Parameters) -> str:
     # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there.
-    dq = np.where(applied, np.uint32(params.flags), np.uint32(0))
-    cards = _header_cards(params, int(applied.sum()))
+    dq = applied.astype(np.uint32)
+    dq *= np.uint32(params.flags)
+    cards = _header_cards(params, int(np.count_nonzero(applied)))
     if params.mode == "copy":
         write_copy(exposure, dq, final, cards)
     else:
@@ -299,18 +300,20 @@ def run(
 
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0}
     done = 0
-    pending: list = []  # write-back tasks of the previous block
+    stored: list = []  # the previous block's store update (zarr)
+    files: list = []  # the previous block's output files
     to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
 
     def flush(extra=()) -> list:
-        # Sources of the next block and the previous block's files, in one parallel pass.
-        results = dask.compute(list(extra), pending)[0]
-        if to_mark:
-            store_mod.mark_written(target, to_mark)
-        counts["written"] += len(pending)
+        # The next block's sources, the previous block's store update and files: one pass.
+        results = dask.compute(list(extra), stored, files)[0]
+        writer.written(to_mark)
+        counts["written"] += len(files)
         return results
 
-    config = {} if _has_client() else {"num_workers": _local_workers()}
+    writer = store_mod.Writer(target)
+    distributed = _has_client()
+    config = {} if distributed else {"num_workers": _local_workers()}
     with dask.config.set(config):
         for detector, indices in by_detector(exposures).items():
             carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
@@ -328,7 +331,7 @@ def run(
                     for i in todo
                 ]
                 frames = dict(zip(todo, flush(lazy), strict=True))
-                pending, to_mark = [], []
+                stored, files, to_mark = [], [], []
                 sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
                 for k, i in enumerate(block):
                     if i in frames:
@@ -345,11 +348,15 @@ def run(
                     params.window_days,
                 )
                 applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
-                n_masked = np.array([a.sum() for a in applied])
+                n_masked = np.array([np.count_nonzero(a) for a in applied])
+                n_source = np.array([np.count_nonzero(x) for x in sources])
                 if not (in_place and all(reusable(i) for i in block)):
-                    store_mod.write_block(
-                        target, block[0], sources, masks, sources.sum(axis=(1, 2)), n_masked
-                    )
+                    args = (block[0], sources, masks, n_source, n_masked)
+                    if distributed:
+                        writer.block(*args)  # the client writes the store; no 30 MB shipping
+                    else:
+                        # Stored in parallel with the next block's reads, before files are marked.
+                        stored.append(dask.delayed(writer.block, pure=False)(*args))
                 for k, i in enumerate(block):
                     j = old_index[i]
                     same = (
@@ -361,7 +368,7 @@ def run(
                     if same:
                         counts["unchanged"] += 1
                     else:
-                        pending.append(
+                        files.append(
                             dask.delayed(_write_one, pure=False)(
                                 exposures[i], applied[k], outputs[i], params
                             )

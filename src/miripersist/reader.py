@@ -9,6 +9,7 @@ between tasks, as ``map_overlap`` would need.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from .errors import InputError
 from .inventory import ArrayLayout, Exposure
@@ -130,19 +132,52 @@ def lazy_sources(
     if isinstance(thresholds, np.ndarray):
         thresholds = dask.delayed(thresholds, pure=True)
     groups = groups_needed(exposure.ngroups, n_unsat_threshold)
-    rows = []
-    for ys in _edges(ny, tile[0]):
-        row = []
-        for xs in _edges(nx, tile[1]):
-            shape = (ys.stop - ys.start, xs.stop - xs.start)
+    # Naming the tasks from what decides them is much cheaper than hashing every argument,
+    # and raw tasks avoid dask.delayed's walk through the dataclass arguments.
+    name = (
+        "sources-"
+        + hashlib.sha1(
+            repr(
+                (
+                    exposure.fingerprint,
+                    exposure.path,
+                    n_unsat_threshold,
+                    n_pix_grow_sat,
+                    tuple(tile),
+                    getattr(thresholds, "key", None),
+                )
+            ).encode()
+        ).hexdigest()
+    )
+    row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
+    dsk = {}
+    for r, ys in enumerate(row_edges):
+        for c, xs in enumerate(col_edges):
             if exposure.groupdq is not None:
-                task = dask.delayed(_tile_from_groupdq, pure=True)(
-                    exposure.path, exposure.groupdq, n_unsat_threshold, ys, xs
+                task = (
+                    _tile_from_groupdq,
+                    exposure.path,
+                    exposure.groupdq,
+                    n_unsat_threshold,
+                    ys,
+                    xs,
                 )
             else:
-                task = dask.delayed(_tile_from_ramp, pure=True)(
-                    exposure.path, exposure.sci, thresholds, groups, n_pix_grow_sat, ys, xs
+                task = (
+                    _tile_from_ramp,
+                    exposure.path,
+                    exposure.sci,
+                    thresholds.key,
+                    groups,
+                    n_pix_grow_sat,
+                    ys,
+                    xs,
                 )
-            row.append(da.from_delayed(task, shape=shape, dtype=bool))
-        rows.append(row)
-    return da.block(rows)
+            dsk[(name, r, c)] = task
+    deps = [thresholds] if exposure.groupdq is None else []
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+    chunks = (
+        tuple(e.stop - e.start for e in row_edges),
+        tuple(e.stop - e.start for e in col_edges),
+    )
+    return da.Array(graph, name, chunks, dtype=bool)

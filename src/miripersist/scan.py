@@ -48,26 +48,13 @@ def exclusive_scan(
         State after the block.
     """
     masks = np.empty(sources.shape, dtype=bool)
-    if np.isinf(window_days):
-        # Only "ever saturated" matters: a boolean OR carries it, several times faster.
-        seen = carry > NEVER_SATURATED
-        for i in range(sources.shape[0]):
-            masks[i] = seen
-            seen |= sources[i]
-        last_end = carry.copy()
-        if sources.shape[0]:
-            any_source = sources.any(axis=0)
-            last_end[any_source] = _last_end(sources, end_mjd)[any_source]
-        return masks, last_end
     last_end = carry.copy()
+    seen = last_end > NEVER_SATURATED
     for i in range(sources.shape[0]):
-        seen = last_end > NEVER_SATURATED
-        masks[i] = seen & (last_end >= start_mjd[i] - window_days)
+        if np.isinf(window_days):
+            masks[i] = seen
+            seen |= sources[i]  # only "ever a source" matters without a window
+        else:
+            masks[i] = (last_end > NEVER_SATURATED) & (last_end >= start_mjd[i] - window_days)
         last_end[sources[i]] = end_mjd[i]
     return masks, last_end
-
-
-def _last_end(sources: np.ndarray, end_mjd: np.ndarray) -> np.ndarray:
-    """End time of the last exposure of the block in which each pixel was a source."""
-    last = sources.shape[0] - 1 - np.argmax(sources[::-1], axis=0)
-    return np.asarray(end_mjd)[last]

@@ -115,7 +115,11 @@ def create(
     )
     ds["source"].attrs["description"] = "pixels that leave persistence (detector coordinates)"
     ds["mask"].attrs["description"] = "persistence mask from earlier exposures (exclusive scan)"
-    encoding = {name: {"chunks": (1,)} for name in ("n_source", "n_masked", "complete", "written")}
+    # One chunk per small per-exposure variable: a block updates it with one file write
+    # (zarr writes each chunk file atomically), instead of one file per exposure.
+    encoding = {
+        name: {"chunks": (max(n, 1),)} for name in ("n_source", "n_masked", "complete", "written")
+    }
     # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
     tmp = f"{path}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -134,35 +138,42 @@ def replace(new: str, path: str) -> None:
         os.rename(new, path)
 
 
-def write_block(
-    path: str,
-    start: int,
-    sources: np.ndarray,
-    masks: np.ndarray,
-    n_source: np.ndarray,
-    n_masked: np.ndarray,
-) -> None:
-    """Write consecutive exposures' arrays, then mark them complete."""
-    region = {"exposure": slice(start, start + len(sources))}
-    xr.Dataset(
-        {
-            "source": (DIMS3, sources),
-            "mask": (DIMS3, masks),
-            "n_source": ("exposure", n_source.astype(np.int64)),
-            "n_masked": ("exposure", n_masked.astype(np.int64)),
-        }
-    ).to_zarr(path, region=region, **_zarr_kwargs())
-    xr.Dataset({"complete": ("exposure", np.ones(len(sources), dtype=bool))}).to_zarr(
-        path, region=region, **_zarr_kwargs()
-    )
+class Writer:
+    """Region writes into a store made by :func:`create`, straight through zarr.
 
+    xarray made the store and reads it; per-block updates go to the zarr arrays directly,
+    which costs a fraction of a ``to_zarr(region=...)`` call per block.
+    """
 
-def mark_written(path: str, indices: Sequence[int]) -> None:
-    """Record that the outputs of these exposures are in place."""
-    for i in sorted(indices):
-        xr.Dataset({"written": ("exposure", np.ones(1, dtype=bool))}).to_zarr(
-            path, region={"exposure": slice(i, i + 1)}, **_zarr_kwargs()
-        )
+    def __init__(self, path: str) -> None:
+        import zarr
+
+        self.path = path
+        self.group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+
+    def block(
+        self,
+        start: int,
+        sources: np.ndarray,
+        masks: np.ndarray,
+        n_source: np.ndarray,
+        n_masked: np.ndarray,
+    ) -> None:
+        """Write consecutive exposures' arrays, then mark them complete."""
+        stop = start + len(sources)
+        self.group["source"][start:stop] = sources
+        self.group["mask"][start:stop] = masks
+        self.group["n_source"][start:stop] = n_source.astype(np.int64)
+        self.group["n_masked"][start:stop] = n_masked.astype(np.int64)
+        # Only after the arrays: a crash in between leaves the exposures incomplete.
+        self.group["complete"][start:stop] = True
+
+    def written(self, indices: Sequence[int]) -> None:
+        """Record that the outputs of these exposures are in place."""
+        idx = sorted(indices)
+        runs = np.split(np.asarray(idx), np.flatnonzero(np.diff(idx) != 1) + 1) if idx else []
+        for run in runs:
+            self.group["written"][run[0] : run[-1] + 1] = True
 
 
 def update_attrs(path: str, attrs: dict) -> None:

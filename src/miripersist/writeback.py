@@ -156,8 +156,9 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
-    hdu = fits.PrimaryHDU(data=dq.astype(np.uint32))
+    hdu = fits.PrimaryHDU(data=dq.astype(np.uint32, copy=False))
     provenance(hdu.header, cards)
-    hdu.add_checksum(when=CHECKSUM_COMMENT)
+    # No CHECKSUM here: on a 4 MB image it costs as much as finding the sources, and the
+    # sidecar is a small derived file that a rerun remakes; copies keep the convention.
     with atomic_path(final) as tmp:
         hdu.writeto(tmp, overwrite=True)
