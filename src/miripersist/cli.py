@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "this run's first exposure",
     )
     run.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out inputs that cannot be used instead of stopping "
+        "(their saturation is then not propagated)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh: replace the store and existing outputs",
@@ -197,12 +203,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=ProgressBar(not args.quiet),
             history=args.history,
+            skip_bad=args.skip_bad,
         )
     finally:
         if client is not None:
             client.close()
     if not args.quiet:
         print(format_summary(ds))
+    for item in ds.attrs.get("skipped", []):
+        print(
+            f"miripersist: warning: skipped {item['problem']}; its saturation is not "
+            "propagated to later exposures",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from . import store as store_mod
-from .errors import ConfigError
+from .errors import ConfigError, InputError, MiripersistError
 from .flags import flag_names, parse_flags
 from .inventory import (
     DETECTOR_SHAPE,
@@ -109,10 +109,16 @@ def _write_one(exposure: Exposure, applied: np.ndarray, final: str, params: Para
     dq = applied.astype(np.uint32)
     dq *= np.uint32(params.flags)
     cards = _header_cards(params, int(np.count_nonzero(applied)))
-    if params.mode == "copy":
-        write_copy(exposure, dq, final, cards)
-    else:
-        write_sidecar(dq, final, cards)
+    try:
+        if params.mode == "copy":
+            write_copy(exposure, dq, final, cards)
+        else:
+            write_sidecar(dq, final, cards)
+    except OSError as exc:
+        raise MiripersistError(
+            f"{final}: cannot write ({exc.strerror or exc}); nothing was left behind, "
+            "run the same command again to finish"
+        ) from None
     return final
 
 
@@ -183,6 +189,23 @@ def history_carry(path: str, detector: str) -> np.ndarray:
     return carry
 
 
+def _check_windows(exposures, references, skip_bad: bool):
+    """Check before any writing that every reference covers its exposure's subarray."""
+    keep, bad = [], []
+    for e, r in zip(exposures, references, strict=True):
+        try:
+            if r is not None:
+                r.window_for(e)
+            keep.append((e, r))
+        except InputError as exc:
+            bad.append((e.path, str(exc)))
+    if bad and not skip_bad:
+        raise InputError.listing([why for _, why in bad])
+    if not keep:
+        raise ConfigError("none of the inputs is a usable MIRI exposure")
+    return [e for e, _ in keep], [r for _, r in keep], bad
+
+
 def _local_workers() -> int:
     # Write-back waits on the disk (fsync) far more than it computes: more threads than
     # cores overlap those waits (measured: docs/benchmarks.md).
@@ -199,6 +222,7 @@ def run(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     history: str | None = None,
+    skip_bad: bool = False,
 ) -> xr.Dataset:
     """Mask persistence in a set of MIRI uncal files.
 
@@ -226,6 +250,9 @@ def run(
         Called as ``progress(done, total)`` after each block of exposures.
     history : str, optional
         Store of an earlier run whose sources count as saturation before this run's exposures.
+    skip_bad : bool
+        Leave out inputs that cannot be used (listed in ``attrs["skipped"]``) instead of
+        stopping; their saturation is not propagated.
 
     Returns
     -------
@@ -234,8 +261,10 @@ def run(
         reused and written by this call.
     """
     params = params or Parameters()
-    exposures = inventory(discover(inputs))
+    exposures, skipped = inventory(discover(inputs), skip_bad)
     references = assign_references(exposures, saturation_refs)
+    exposures, references, more = _check_windows(exposures, references, skip_bad)
+    skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
     os.makedirs(output_dir, exist_ok=True)
@@ -279,6 +308,7 @@ def run(
                 "versions": store_mod.package_versions(),
                 "user_mask": user_mask or "",
                 "history": history or "",
+                "skipped": [{"path": p, "problem": why} for p, why in skipped],
                 "detector_shape": list(DETECTOR_SHAPE),
             },
         )
@@ -379,7 +409,10 @@ def run(
                 if progress is not None:
                     progress(done, len(exposures))
         flush()
-    store_mod.update_attrs(target, {"last_run": counts})
+    store_mod.update_attrs(
+        target,
+        {"last_run": counts, "skipped": [{"path": p, "problem": why} for p, why in skipped]},
+    )
     if target != store_path:
         store_mod.replace(target, store_path)
     ds = store_mod.open_store(store_path)

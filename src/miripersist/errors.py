@@ -10,6 +10,13 @@ class MiripersistError(Exception):
 class InputError(MiripersistError):
     """An input file cannot be used: the message names the file and the problem."""
 
+    @classmethod
+    def listing(cls, problems: list[str]) -> "InputError":
+        """One error for several bad inputs: a line each."""
+        if len(problems) == 1:
+            return cls(problems[0])
+        return cls(f"{len(problems)} inputs cannot be used:\n" + "\n".join(problems))
+
 
 class ConfigError(MiripersistError):
     """The command line or the configuration is wrong (exit code 2)."""

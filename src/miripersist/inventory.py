@@ -11,12 +11,14 @@ import glob
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 
 from .errors import ConfigError, InputError
 
@@ -193,6 +195,39 @@ def _mjd(primary: fits.Header, sci: fits.Header, path: str) -> tuple[float, floa
     return (start if start is not None else mid, mid, end if end is not None else mid)
 
 
+def _data_bytes(header: fits.Header) -> int:
+    """Size of an HDU's data as its header declares it (FITS standard, section 4.4.1)."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    count = int(np.prod([int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)], dtype=np.int64))
+    return (
+        abs(int(header["BITPIX"]))
+        // 8
+        * int(header.get("GCOUNT", 1))
+        * (int(header.get("PCOUNT", 0)) + count)
+    )
+
+
+def _scan_hdus(path: str, size: int):
+    """Open lazily, check every HDU's data lies inside the file; return the open HDU list."""
+    hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+    try:
+        names: dict[str, int] = {}
+        for i, hdu in enumerate(hdul):
+            names.setdefault(str(hdu.header.get("EXTNAME", "")).strip().upper(), i)
+            end = hdul.fileinfo(i)["datLoc"] + _data_bytes(hdu.header)
+            if end > size:
+                label = str(hdu.header.get("EXTNAME", "")).strip() or "PRIMARY"
+                raise InputError(
+                    f"{path}: file is truncated ({size} bytes, but HDU {i} {label} needs {end})"
+                )
+    except BaseException:
+        hdul.close()
+        raise
+    return hdul, names
+
+
 def read_exposure(path: str) -> Exposure | None:
     """Describe one uncal file from its headers.
 
@@ -201,10 +236,19 @@ def read_exposure(path: str) -> Exposure | None:
     Raises
     ------
     InputError
-        If the file is not a readable JWST uncal file.
+        If the file is not a readable JWST uncal file; the message names the file and
+        the problem in one line.
     """
     try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        stat = os.stat(path)
+        with open(path, "rb") as fh:
+            if fh.read(9) != b"SIMPLE  =":
+                raise InputError(f"{path}: not a FITS file")
+        with warnings.catch_warnings():
+            # astropy warns about truncation too; the error below says it in one line.
+            warnings.simplefilter("ignore", AstropyWarning)
+            hdul, names = _scan_hdus(path, stat.st_size)
+        with hdul:
             primary = hdul[0].header
             instrument = str(primary.get("INSTRUME", "")).strip().upper()
             if instrument != "MIRI":
@@ -212,33 +256,50 @@ def read_exposure(path: str) -> Exposure | None:
                     "%s: skipped, instrument is %r, not MIRI", path, instrument or "unknown"
                 )
                 return None
-            names: dict[str, int] = {}
-            for i, hdu in enumerate(hdul):
-                names.setdefault(str(hdu.header.get("EXTNAME", "")).strip().upper(), i)
             if "SCI" not in names:
                 raise InputError(f"{path}: no SCI extension")
             sci_hdr = hdul[names["SCI"]].header
             sci = _layout(hdul, names["SCI"])
             groupdq = _layout(hdul, names["GROUPDQ"]) if "GROUPDQ" in names else None
             has_pixeldq = "PIXELDQ" in names
+            return _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq)
     except InputError:
         raise
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise InputError(f"{path}: not a readable FITS file ({exc})") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file (or a broken link)") from None
+    except Exception as exc:  # astropy raises many kinds on damaged files
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable FITS file ({text[:160]})") from None
 
+
+def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposure:
     if len(sci.shape) != 4:
         raise InputError(f"{path}: SCI has {len(sci.shape)} axes, expected 4 (ints, groups, y, x)")
-    if groupdq is not None and groupdq.shape != sci.shape:
-        raise InputError(f"{path}: GROUPDQ shape {groupdq.shape} differs from SCI {sci.shape}")
+    if groupdq is None and sci.bitpix != 16:
+        raise InputError(
+            f"{path}: SCI holds BITPIX={sci.bitpix} data, expected 16-bit integers (raw DN)"
+        )
+    if groupdq is not None and (groupdq.shape != sci.shape or groupdq.bitpix != 8):
+        raise InputError(
+            f"{path}: GROUPDQ is {groupdq.shape} BITPIX={groupdq.bitpix}, "
+            f"expected {sci.shape} of 8-bit flags"
+        )
     nints, ngroups, ny, nx = sci.shape
+    if min(sci.shape) < 1:
+        raise InputError(f"{path}: SCI is empty (shape {sci.shape})")
 
     def intkey(key: str, default: int) -> int:
         value = primary.get(key, default)
         try:
             return int(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: header keyword {key}={value!r} is not an integer") from exc
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: header keyword {key}={value!r} is not an integer") from None
 
+    for key, have in (("NINTS", nints), ("NGROUPS", ngroups)):
+        if intkey(key, have) != have:
+            raise InputError(f"{path}: {key}={primary[key]} but SCI holds {have}")
     xstart, ystart = intkey("SUBSTRT1", 1), intkey("SUBSTRT2", 1)
     xsize, ysize = intkey("SUBSIZE1", nx), intkey("SUBSIZE2", ny)
     if (ysize, xsize) != (ny, nx):
@@ -257,14 +318,17 @@ def read_exposure(path: str) -> Exposure | None:
     if not detector:
         raise InputError(f"{path}: no DETECTOR keyword")
     start, mid, end = _mjd(primary, sci_hdr, path)
-    stat = os.stat(path)
     with open(path, "rb") as fh:
         headers = hashlib.sha256(fh.read(sci.offset)).hexdigest()
+
+    def text(key: str, default: str = "") -> str:
+        return str(primary.get(key, default) or "").strip()
+
     return Exposure(
         path=str(path),
         detector=detector,
-        filter=str(primary.get("FILTER", "") or "").strip(),
-        subarray=str(primary.get("SUBARRAY", "FULL") or "").strip(),
+        filter=text("FILTER"),
+        subarray=text("SUBARRAY", "FULL"),
         xstart=xstart,
         ystart=ystart,
         xsize=xsize,
@@ -277,27 +341,72 @@ def read_exposure(path: str) -> Exposure | None:
         sci=sci,
         groupdq=groupdq,
         has_pixeldq=has_pixeldq,
-        readpatt=str(primary.get("READPATT", "") or "").strip(),
-        exp_type=str(primary.get("EXP_TYPE", "") or "").strip(),
-        date_obs=str(primary.get("DATE-OBS", "") or "").strip(),
-        time_obs=str(primary.get("TIME-OBS", "") or "").strip(),
-        band=str(primary.get("BAND", "") or "").strip(),
+        readpatt=text("READPATT"),
+        exp_type=text("EXP_TYPE"),
+        date_obs=text("DATE-OBS"),
+        time_obs=text("TIME-OBS"),
+        band=text("BAND"),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         header_sha256=headers,
     )
 
 
-def inventory(paths: Iterable[str]) -> list[Exposure]:
-    """Read every file's headers; return MIRI exposures sorted by detector, then mid time.
+def _problems_between(exposures: Sequence[Exposure]) -> list[tuple[Exposure, str]]:
+    """Inputs that clash with an earlier one: copies of one exposure, or equal times."""
+    problems = []
+    by_digest: dict[str, Exposure] = {}
+    by_time: dict[tuple[str, float], Exposure] = {}
+    for e in sorted(exposures, key=lambda e: e.path):
+        first = by_digest.setdefault(e.header_sha256, e)
+        if first is not e:
+            problems.append((e, f"{e.path}: the same exposure as {first.path} (identical headers)"))
+            continue
+        first = by_time.setdefault((e.detector, e.mid_mjd), e)
+        if first is not e:
+            problems.append(
+                (e, f"{e.path}: same mid-exposure time on {e.detector} as {first.path}")
+            )
+    return problems
 
-    Within a detector, exposures are in mid-exposure time order (file name breaks ties),
-    which is the order the scan runs in.
+
+def inventory(
+    paths: Iterable[str], skip_bad: bool = False
+) -> tuple[list[Exposure], list[tuple[str, str]]]:
+    """Read every file's headers; return MIRI exposures in scan order, and the skipped ones.
+
+    Exposures are sorted by detector, then mid-exposure time (file name breaks ties). Every
+    file is checked before anything is written: with ``skip_bad`` False, any bad file stops
+    the run with one line per bad file; with it True, bad files are left out and returned
+    as ``(path, problem)`` pairs.
+
+    Raises
+    ------
+    InputError
+        Listing every bad input, unless ``skip_bad``.
+    ConfigError
+        If no input is a usable MIRI exposure.
     """
-    exposures = [e for e in (read_exposure(p) for p in paths) if e is not None]
-    if not exposures:
-        raise ConfigError("none of the inputs is a MIRI exposure")
-    return sorted(exposures, key=lambda e: (e.detector, e.mid_mjd, e.name))
+    good: list[Exposure] = []
+    bad: list[tuple[str, str]] = []
+    for p in paths:
+        try:
+            e = read_exposure(p)
+        except InputError as exc:
+            bad.append((str(p), str(exc)))
+            continue
+        if e is not None:
+            good.append(e)
+    for e, problem in _problems_between(good):
+        good.remove(e)
+        bad.append((e.path, problem))
+    if bad and not skip_bad:
+        raise InputError.listing([problem for _, problem in bad])
+    for _, problem in bad:
+        log.warning("skipped: %s; its saturation is not propagated to later exposures", problem)
+    if not good:
+        raise ConfigError("none of the inputs is a usable MIRI exposure")
+    return sorted(good, key=lambda e: (e.detector, e.mid_mjd, e.name)), bad
 
 
 def by_detector(exposures: Sequence[Exposure]) -> dict[str, list[int]]:
