@@ -110,67 +110,101 @@ def run_scale(
 def marginal(rows: list[dict], method: str) -> float | None:
     """Seconds per exposure between the smallest and largest N at which ``method`` ran."""
     pts = sorted((r["n"], r["methods"][method]["wall_s"]) for r in rows if method in r["methods"])
-    if len(pts) < 2:
+    if len(pts) < 2 or pts[0][0] == pts[-1][0]:
         return None
     (n0, t0), (n1, t1) = pts[0], pts[-1]
     return (t1 - t0) / (n1 - n0)
+
+
+METHODS = ("notebook", "sidecar", "copy", "floor_sidecar", "cp", "cp_sync")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Marginal cost per exposure of every method, ratios, and peak memory, for one series."""
+    per = {m: marginal(rows, m) for m in METHODS}
+    ratios = {}
+    for name, (a, b) in {
+        "notebook/sidecar": ("notebook", "sidecar"),
+        "notebook/copy": ("notebook", "copy"),
+        "sidecar/floor_sidecar": ("sidecar", "floor_sidecar"),
+        "copy/cp": ("copy", "cp"),
+        "copy/cp_sync": ("copy", "cp_sync"),
+    }.items():
+        if per[a] and per[b]:
+            ratios[name] = per[a] / per[b]
+    peaks = {
+        m: max(r["methods"][m]["peak_rss_mib"] for r in rows if m in r["methods"])
+        for m in METHODS
+        if any(m in r["methods"] for r in rows)
+    }
+    return {"marginal_s": per, "ratios": ratios, "peak_rss_mib": peaks}
 
 
 def report(series: dict[str, list[dict]]) -> str:
     """A text table of marginal costs and ratios."""
     lines = []
     for label, rows in series.items():
+        s = summarize(rows)
         lines.append(f"\n{label}")
-        names = ("notebook", "sidecar", "copy", "floor_sidecar", "cp", "cp_sync")
-        per = {m: marginal(rows, m) for m in names}
-        for m, v in per.items():
+        for m, v in s["marginal_s"].items():
             if v is not None:
                 lines.append(f"  {m:14s} {1000 * v:9.1f} ms/exposure (marginal)")
-        if per["notebook"] and per["sidecar"]:
-            lines.append(f"  notebook / sidecar      = {per['notebook'] / per['sidecar']:7.1f}x")
-        if per["floor_sidecar"] and per["sidecar"]:
-            lines.append(
-                f"  sidecar / floor_sidecar = {per['sidecar'] / per['floor_sidecar']:7.2f}"
-            )
-        if per["cp"] and per["copy"]:
-            lines.append(f"  copy / cp               = {per['copy'] / per['cp']:7.2f}")
-        if per["cp_sync"] and per["copy"]:
-            lines.append(f"  copy / cp_sync          = {per['copy'] / per['cp_sync']:7.2f}")
-        peaks = {
-            m: max(r["methods"][m]["peak_rss_mib"] for r in rows if m in r["methods"])
-            for m in ("notebook", "sidecar", "copy", "floor_sidecar")
-            if any(m in r["methods"] for r in rows)
-        }
-        lines.append("  peak RSS (MiB): " + ", ".join(f"{m} {v:.0f}" for m, v in peaks.items()))
+        for name, v in s["ratios"].items():
+            lines.append(f"  {name:22s} = {v:8.2f}")
+        lines.append(
+            "  peak RSS (MiB): " + ", ".join(f"{m} {v:.0f}" for m, v in s["peak_rss_mib"].items())
+        )
     return "\n".join(lines)
 
 
 def plot(series: dict[str, list[dict]], path: str) -> None:
-    """Time per exposure and peak memory against N (and against groups)."""
+    """Wall time per exposure and peak memory against N; marginal cost against groups."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    by_groups: dict[str, list[tuple[int, float]]] = {}
     for label, rows in series.items():
+        groups = rows[0]["ngroups"]
+        for m, v in summarize(rows)["marginal_s"].items():
+            if v is not None:
+                by_groups.setdefault(m, []).append((groups, 1000 * v))
         if not label.startswith("exposures"):
             continue
-        for m in ("sidecar", "copy", "floor_sidecar", "cp", "cp_sync", "notebook"):
+        for m in METHODS:
             pts = [(r["n"], r["methods"][m]) for r in rows if m in r["methods"]]
-            if not pts:
-                continue
-            axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], "o-", label=m)
-            axes[1].plot([n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], "o-", label=m)
+            if pts:
+                axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], "o-", label=m)
+                axes[1].plot(
+                    [n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], "o-", label=m
+                )
+    for m, pts in by_groups.items():
+        pts.sort()
+        axes[2].plot([g for g, _ in pts], [v for _, v in pts], "o-", label=m)
     axes[0].set(
         xscale="log",
         yscale="log",
         xlabel="exposures",
         ylabel="wall s / exposure",
-        title="Time per exposure",
+        title="Wall time per exposure (start-up included)",
     )
-    axes[1].set(xscale="log", xlabel="exposures", ylabel="peak RSS (MiB)", title="Peak memory")
-    axes[0].legend()
+    axes[1].set(
+        xscale="log",
+        xlabel="exposures",
+        ylabel="peak RSS of the process tree (MiB)",
+        title="Peak memory",
+    )
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="groups per integration",
+        ylabel="marginal ms / exposure",
+        title="Marginal cost against ramp length",
+    )
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -184,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--exposures", default="4,12,40", help="exposure counts (comma list)")
     parser.add_argument("--groups", type=int, default=30, help="groups for the exposure series")
-    parser.add_argument("--group-series", default="", help="group counts at fixed exposures")
-    parser.add_argument("--group-exposures", type=int, default=12)
+    parser.add_argument("--group-series", default="", help="group counts (comma list)")
+    parser.add_argument(
+        "--group-exposures", default="4,12", help="the two exposure counts of each group point"
+    )
     parser.add_argument("--subarray", default="FULL")
     parser.add_argument(
         "--notebook-max",
@@ -221,14 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     print("start-up: " + ", ".join(f"{k} {v:.2f} s" for k, v in startup.items()), flush=True)
     label = f"exposures ({args.subarray}, {args.groups} groups)"
     series[label] = [scale(int(n), args.groups) for n in args.exposures.split(",")]
-    if args.group_series:
-        label = f"groups ({args.subarray}, {args.group_exposures} exposures)"
-        series[label] = [scale(args.group_exposures, int(g)) for g in args.group_series.split(",")]
+    for g in filter(None, args.group_series.split(",")):
+        if int(g) == args.groups:
+            continue  # measured in the exposure series
+        label = f"groups ({args.subarray}, {g} groups)"
+        series[label] = [scale(int(n), int(g)) for n in args.group_exposures.split(",")]
     text = (
         report(series) + "\nstart-up (s): " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items())
     )
     print(text)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump({"series": series, "startup": startup, "report": text}, fh, indent=1)
+        summary = {label: summarize(rows) for label, rows in series.items()}
+        json.dump(
+            {"series": series, "summary": summary, "startup": startup, "report": text}, fh, indent=1
+        )
     plot(series, os.path.join(args.out, "scaling.png"))
     return 0

@@ -112,3 +112,26 @@ def notebook_sources(groupdq: np.ndarray, n_unsat_threshold: int) -> np.ndarray:
     first = groupdq[0]
     unsat = np.sum((first & SATURATED_GROUP) == 0, axis=0)
     return (unsat <= n_unsat_threshold) & (unsat < first.shape[0])
+
+
+@pytest.fixture(autouse=True)
+def inputs_never_change(request, monkeypatch):
+    """Every input the engine discovers in a test is byte-identical after the test."""
+    import miripersist.engine as engine
+
+    seen: dict[str, str] = {}
+    real = engine.discover
+
+    def recording(inputs):
+        paths = real(inputs)
+        for p in paths:
+            if p not in seen and os.path.isfile(p):
+                seen[p] = sha256(p)
+        return paths
+
+    monkeypatch.setattr(engine, "discover", recording)
+    yield
+    if request.node.get_closest_marker("modifies_inputs"):
+        return
+    changed = [p for p, digest in seen.items() if os.path.isfile(p) and sha256(p) != digest]
+    assert not changed, f"inputs were modified: {changed}"

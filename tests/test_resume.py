@@ -147,6 +147,7 @@ def test_an_earlier_exposure_rewrites_only_changed_outputs(tmp_path, longer, ref
     assert digests(out) == digests(ref_out)
 
 
+@pytest.mark.modifies_inputs
 def test_a_changed_input_is_recomputed(tmp_path, longer):
     d = _subset(longer, tmp_path, longer.files[:6])
     out = tmp_path / "out"

@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         "this run's first exposure",
     )
     run.add_argument(
+        "--verify-checksums",
+        action="store_true",
+        help="verify CHECKSUM/DATASUM of every input first (reads every byte)",
+    )
+    run.add_argument(
         "--skip-bad",
         action="store_true",
         help="leave out inputs that cannot be used instead of stopping "
@@ -204,6 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=ProgressBar(not args.quiet),
             history=args.history,
             skip_bad=args.skip_bad,
+            verify_checksums=args.verify_checksums,
         )
     finally:
         if client is not None:

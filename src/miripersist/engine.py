@@ -223,6 +223,7 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     history: str | None = None,
     skip_bad: bool = False,
+    verify_checksums: bool = False,
 ) -> xr.Dataset:
     """Mask persistence in a set of MIRI uncal files.
 
@@ -253,6 +254,8 @@ def run(
     skip_bad : bool
         Leave out inputs that cannot be used (listed in ``attrs["skipped"]``) instead of
         stopping; their saturation is not propagated.
+    verify_checksums : bool
+        Verify every input's CHECKSUM/DATASUM keywords first (reads whole files).
 
     Returns
     -------
@@ -261,13 +264,16 @@ def run(
         reused and written by this call.
     """
     params = params or Parameters()
-    exposures, skipped = inventory(discover(inputs), skip_bad)
+    exposures, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
     references = assign_references(exposures, saturation_refs)
     exposures, references, more = _check_windows(exposures, references, skip_bad)
     skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{output_dir}: cannot make output directory ({exc.strerror})") from None
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
     remove_stale_temporaries(output_dir)

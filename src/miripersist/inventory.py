@@ -244,6 +244,10 @@ def read_exposure(path: str) -> Exposure | None:
         with open(path, "rb") as fh:
             if fh.read(9) != b"SIMPLE  =":
                 raise InputError(f"{path}: not a FITS file")
+        if stat.st_size % 2880:
+            raise InputError(
+                f"{path}: file is truncated ({stat.st_size} bytes, not whole 2880-byte FITS blocks)"
+            )
         with warnings.catch_warnings():
             # astropy warns about truncation too; the error below says it in one line.
             warnings.simplefilter("ignore", AstropyWarning)
@@ -352,6 +356,28 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposu
     )
 
 
+def verify_checksums(path: str) -> None:
+    """Check the CHECKSUM and DATASUM of every HDU that has them (reads the whole file).
+
+    Raises
+    ------
+    InputError
+        Naming the first HDU whose checksum fails.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyWarning)
+        try:
+            with fits.open(path, checksum=True, memmap=False) as hdul:
+                for _ in hdul:
+                    pass
+        except Exception as exc:  # astropy raises many kinds on damaged files
+            raise InputError(f"{path}: not a readable FITS file ({exc!s:.160})") from None
+    for w in caught:
+        text = str(w.message).strip()
+        if "verification failed" in text:
+            raise InputError(f"{path}: {text[0].lower()}{text[1:].rstrip('.')}")
+
+
 def _problems_between(exposures: Sequence[Exposure]) -> list[tuple[Exposure, str]]:
     """Inputs that clash with an earlier one: copies of one exposure, or equal times."""
     problems = []
@@ -371,14 +397,15 @@ def _problems_between(exposures: Sequence[Exposure]) -> list[tuple[Exposure, str
 
 
 def inventory(
-    paths: Iterable[str], skip_bad: bool = False
+    paths: Iterable[str], skip_bad: bool = False, checksums: bool = False
 ) -> tuple[list[Exposure], list[tuple[str, str]]]:
     """Read every file's headers; return MIRI exposures in scan order, and the skipped ones.
 
     Exposures are sorted by detector, then mid-exposure time (file name breaks ties). Every
     file is checked before anything is written: with ``skip_bad`` False, any bad file stops
     the run with one line per bad file; with it True, bad files are left out and returned
-    as ``(path, problem)`` pairs.
+    as ``(path, problem)`` pairs. With ``checksums``, every HDU's CHECKSUM/DATASUM is
+    verified too, which reads every byte of every file.
 
     Raises
     ------
@@ -392,6 +419,8 @@ def inventory(
     for p in paths:
         try:
             e = read_exposure(p)
+            if e is not None and checksums:
+                verify_checksums(p)
         except InputError as exc:
             bad.append((str(p), str(exc)))
             continue

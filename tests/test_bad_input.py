@@ -1,0 +1,338 @@
+"""Bad input and faults: every failure is named in one line, and nothing is lost."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from astropy.io import fits
+from conftest import sha256
+
+from miripersist import ConfigError, InputError, MiripersistError, Parameters, run, simulate
+from miripersist.cli import main
+from miripersist.inventory import read_exposure, verify_checksums
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory):
+    return simulate.make_program(
+        str(tmp_path_factory.mktemp("bad") / "in"),
+        n_exposures=4,
+        ngroups=4,
+        subarrays=("SUB256", "SUB64"),
+        seed=2,
+    )
+
+
+@pytest.fixture
+def inputs(tmp_path, prog):
+    """A private copy of the program, to damage."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for f in prog.files:
+        shutil.copy2(f, d)
+    return d
+
+
+def one(inputs):
+    return sorted(inputs.glob("*_uncal.fits"))[0]
+
+
+def expect_input_error(path, *words):
+    with pytest.raises(InputError) as info:
+        read_exposure(str(path))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path))
+    for word in words:
+        assert word in message
+    return message
+
+
+def test_not_fits(tmp_path):
+    path = tmp_path / "notes_uncal.fits"
+    path.write_text("this is not a FITS file\n")
+    expect_input_error(path, "not a FITS file")
+
+
+@pytest.mark.parametrize("where", ["header", "after_primary", "sci", "last_byte", "extension"])
+def test_truncated_anywhere(inputs, where):
+    path = one(inputs)
+    size = path.stat().st_size
+    with fits.open(path) as hdul:
+        sci = hdul.fileinfo(1)
+        last = hdul.fileinfo(len(hdul) - 1)
+    cut = {
+        "header": 1000,
+        "after_primary": hdul_primary_end(path),
+        "sci": sci["datLoc"] + 5000,
+        "last_byte": size - 1,
+        "extension": last["hdrLoc"] + 100,
+    }[where]
+    with open(path, "r+b") as fh:
+        fh.truncate(cut)
+    expect_input_error(path)
+
+
+def hdul_primary_end(path):
+    with fits.open(path) as hdul:
+        return hdul.fileinfo(1)["hdrLoc"]
+
+
+@pytest.mark.modifies_inputs
+def test_bad_checksum_is_named_when_asked(inputs, prog):
+    path = one(inputs)
+    with fits.open(path) as hdul:
+        hdul.writeto(path, overwrite=True, checksum=True)
+    verify_checksums(str(path))  # intact
+    with fits.open(path) as hdul:
+        offset = hdul.fileinfo(1)["datLoc"] + 10
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(InputError, match="verification failed for HDU .*SCI"):
+        verify_checksums(str(path))
+    with pytest.raises(InputError, match="verification failed"):
+        run([str(inputs)], str(inputs.parent / "out"), [prog.saturation_ref], verify_checksums=True)
+
+
+def _rewrite(path, edit):
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    out = edit(fits.HDUList(hdus))
+    out.writeto(path, overwrite=True)
+
+
+def test_no_sci(inputs):
+    path = one(inputs)
+    _rewrite(path, lambda h: fits.HDUList([h[0], h["ASDF"]]))
+    expect_input_error(path, "no SCI extension")
+
+
+def test_sci_of_wrong_rank(inputs):
+    path = one(inputs)
+
+    def edit(h):
+        h["SCI"].data = h["SCI"].data[0]
+        return h
+
+    _rewrite(path, edit)
+    expect_input_error(path, "SCI has 3 axes")
+
+
+def test_sci_of_wrong_dtype(inputs):
+    path = one(inputs)
+
+    def edit(h):
+        h["SCI"].data = h["SCI"].data.astype(np.float32)
+        return h
+
+    _rewrite(path, edit)
+    expect_input_error(path, "BITPIX=-32", "16-bit")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("NGROUPS", 9, ("NGROUPS=9", "SCI holds 4")),
+        ("NINTS", 3, ("NINTS=3",)),
+        ("SUBSTRT1", 1000, ("lies off",)),
+        ("SUBSTRT2", -5, ("lies off",)),
+        ("SUBSIZE1", 12, ("SUBSIZE1/2",)),
+        ("SUBSTRT1", "abc", ("not an integer",)),
+        ("DETECTOR", "", ("no DETECTOR",)),
+    ],
+)
+def test_header_disagreements(inputs, key, value, words):
+    path = one(inputs)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header[key] = value
+    expect_input_error(path, *words)
+
+
+def test_no_time_at_all(inputs):
+    path = one(inputs)
+    with fits.open(path, mode="update") as hdul:
+        for k in ("EXPSTART", "EXPMID", "EXPEND"):
+            hdul[0].header.remove(k, ignore_missing=True)
+        for k in ("MJD-AVG", "MJD-BEG", "MJD-END"):
+            hdul["SCI"].header.remove(k, ignore_missing=True)
+        hdul["SCI"].header["MJD-AVG"] = "yesterday"
+    expect_input_error(path, "no exposure time")
+
+
+def test_every_bad_file_is_listed_and_nothing_written(tmp_path, inputs, prog):
+    files = sorted(inputs.glob("*_uncal.fits"))
+    files[0].write_text("garbage")
+    with open(files[1], "r+b") as fh:
+        fh.truncate(3000)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as info:
+        run([str(inputs)], str(out), [prog.saturation_ref])
+    lines = str(info.value).splitlines()
+    assert lines[0] == "2 inputs cannot be used:"
+    assert {ln.split(":")[0] for ln in lines[1:]} == {str(files[0]), str(files[1])}
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_skip_bad_goes_on_and_records_what_it_left_out(tmp_path, inputs, prog, capsys):
+    files = sorted(inputs.glob("*_uncal.fits"))
+    files[0].write_text("garbage")
+    good = inputs.parent / "good"
+    good.mkdir()
+    for f in files[1:]:
+        shutil.copy2(f, good)
+    code = main(
+        [
+            "run",
+            str(inputs),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--saturation-ref",
+            prog.saturation_ref,
+            "--skip-bad",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "its saturation is not propagated" in capsys.readouterr().err
+    ds = run([str(good)], str(tmp_path / "ref"), [prog.saturation_ref])
+    got = zarr.open_group(str(tmp_path / "out" / "persistence.zarr"), mode="r")
+    skipped = json.loads(got.attrs["skipped"])
+    assert [s["path"] for s in skipped] == [str(files[0])]
+    np.testing.assert_array_equal(got["mask"][:], ds["mask"].values)
+
+
+@pytest.mark.modifies_inputs
+def test_same_exposure_twice_and_equal_times(tmp_path, inputs, prog):
+    f = one(inputs)
+    other = tmp_path / "copy"
+    other.mkdir()
+    shutil.copy2(f, other / f.name)
+    with pytest.raises(InputError, match="the same exposure as"):
+        run([str(inputs), str(other)], str(tmp_path / "out"), [prog.saturation_ref])
+    os.symlink(f, inputs / ("link_" + f.name))  # the same file by another path: taken once
+    ds = run([str(inputs)], str(tmp_path / "out2"), [prog.saturation_ref])
+    assert ds.sizes["exposure"] == 4
+    files = sorted(inputs.glob("jw*_uncal.fits"))
+    mid = fits.getval(files[0], "MJD-AVG", "SCI")
+    with fits.open(files[1], mode="update") as hdul:
+        hdul["SCI"].header["MJD-AVG"] = mid
+        hdul[0].header["DETECTOR"] = fits.getval(files[0], "DETECTOR")
+    with pytest.raises(InputError, match="same mid-exposure time"):
+        run([str(inputs)], str(tmp_path / "out3"), [prog.saturation_ref])
+
+
+def test_empty_and_unreadable_inputs(tmp_path, prog):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no \\*_uncal.fits input found"):
+        run([str(empty)], str(tmp_path / "out"), [prog.saturation_ref])
+    os.symlink(tmp_path / "gone_uncal.fits", empty / "dangling_uncal.fits")
+    with pytest.raises(InputError, match="dangling_uncal.fits: no such file"):
+        run([str(empty)], str(tmp_path / "out"), [prog.saturation_ref])
+
+
+def test_output_directory_that_cannot_be_made(tmp_path, prog):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(
+        [
+            "run",
+            prog.directory,
+            "--output-dir",
+            str(blocker / "out"),
+            "--saturation-ref",
+            prog.saturation_ref,
+        ]
+    )
+    assert code == 2
+
+
+def test_reference_that_is_not_saturation_or_does_not_cover(tmp_path, prog):
+    with pytest.raises(ConfigError, match="REFTYPE is MASK"):
+        run([prog.directory], str(tmp_path / "o1"), [prog.mask_ref])
+    small = simulate.write_saturation_reference(
+        str(tmp_path / "sub64_sat.fits"), np.full((64, 72), 60000, np.float32), subarray="SUB64"
+    )
+    with pytest.raises(InputError, match="does not cover the exposure"):
+        run([prog.directory], str(tmp_path / "o2"), [small])
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("x,y\n1.5,2\n", "non-integer"),
+        ("x,y\n-3,2\n", "lie off"),
+        ("col1,col2\n1,2\n", "no 'x' column"),
+        ("x\n1\n", "no 'y' column"),
+    ],
+)
+def test_bad_user_mask_tables(tmp_path, prog, text, words):
+    path = tmp_path / "mask.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], user_mask=str(path))
+
+
+def test_user_mask_image_of_wrong_shape(tmp_path, prog):
+    path = tmp_path / "mask.fits"
+    fits.writeto(path, np.zeros((256, 256), np.uint8))
+    with pytest.raises(ConfigError, match="user mask image is 256x256"):
+        run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], user_mask=str(path))
+
+
+@pytest.mark.parametrize("mode", ["copy", "sidecar"])
+def test_full_disk_leaves_nothing_partial_and_a_rerun_finishes(tmp_path, prog, monkeypatch, mode):
+    import miripersist.writeback as wb
+
+    clean = tmp_path / "clean"
+    run([prog.directory], str(clean), [prog.saturation_ref], Parameters(mode=mode))
+    calls = {"n": 0}
+    real = wb.atomic_path
+
+    @contextlib.contextmanager
+    def failing(final):
+        calls["n"] += 1
+        with real(final) as tmp:
+            yield tmp
+            if calls["n"] == 3:  # the third file's bytes are in its temporary: disk full
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(wb, "atomic_path", failing)
+    out = tmp_path / "out"
+    with pytest.raises(MiripersistError, match="No space left on device") as info:
+        run([prog.directory], str(out), [prog.saturation_ref], Parameters(mode=mode, batch=1))
+    assert str(info.value).startswith(str(out))
+    assert not list(out.glob(".tmp-*"))
+    monkeypatch.setattr(wb, "atomic_path", real)
+    missing = int((~zarr.open_group(str(out / "persistence.zarr"), mode="r")["complete"][:]).sum())
+    assert missing < 4
+    ds = run([prog.directory], str(out), [prog.saturation_ref], Parameters(mode=mode, batch=1))
+    # Tasks already running when the error came may still finish: never more than missing.
+    assert ds.attrs["last_run"]["computed"] <= missing
+    assert {p.name: sha256(p) for p in out.glob("*.fits")} == {
+        p.name: sha256(p) for p in clean.glob("*.fits")
+    }
+
+
+def test_store_holds_no_pickled_or_object_data(tmp_path, prog):
+    run([prog.directory], str(tmp_path), [prog.saturation_ref])
+    store = tmp_path / "persistence.zarr"
+    for meta in store.rglob(".zarray"):
+        spec = json.loads(meta.read_text())
+        assert "O" not in spec["dtype"] and "|O" != spec["dtype"], meta
+        assert not spec.get("filters"), meta
+        assert "pickle" not in meta.read_text().lower()
+    for f in tmp_path.glob("*.fits"):
+        with fits.open(f) as hdul:
+            for hdu in hdul:
+                if hdu.data is not None and hasattr(hdu.data, "dtype"):
+                    assert hdu.data.dtype.kind != "O"
