@@ -19,6 +19,7 @@ __all__ = [
     "InputError",
     "MiripersistError",
     "Parameters",
+    "PersistenceMaskStep",
     "__version__",
     "run",
 ]
@@ -31,4 +32,6 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(".engine", __name__), name)
     if name == "simulate":
         return importlib.import_module(".simulate", __name__)
+    if name == "PersistenceMaskStep":
+        return importlib.import_module(".step", __name__).PersistenceMaskStep
     raise AttributeError(f"module 'miripersist' has no attribute {name!r}")

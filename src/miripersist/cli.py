@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
-from .errors import MiripersistError
+from .errors import ConfigError, MiripersistError
 
 
 def _duration(text: str) -> float:
@@ -95,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         "exposure ends, e.g. 2500s, 10h (default inf)",
     )
     run.add_argument(
+        "--integrations",
+        choices=("first", "all"),
+        default="first",
+        help="first: the first integration decides (the notebook's rule); all: saturation in "
+        "any integration makes a source (default first)",
+    )
+    run.add_argument(
+        "--dilate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="grow the persistence mask N pixels beyond the saturated core (default 0)",
+    )
+    run.add_argument(
         "--history",
         metavar="STORE",
         help="store of an earlier run whose sources count as saturation before "
@@ -142,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
+    rep = sub.add_parser("report", help="a table and figures from a run's store")
+    rep.add_argument("store", metavar="STORE", help="the zarr store of a run")
+    rep.add_argument("--out", metavar="DIR", help="where to write (default STORE/../report)")
+
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
     demo.add_argument(
         "directory",
@@ -187,6 +206,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         flags=parse_flags(args.flags),
         mode=args.mode,
         window_days=args.window,
+        integrations=args.integrations,
+        dilate=args.dilate,
         batch=args.batch,
     )
     client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
@@ -225,6 +246,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    if not os.path.isdir(args.store):
+        raise ConfigError(f"{args.store}: no such store")
+    table, figures = report(args.store, args.out)
+    print("\n".join(table.pformat(max_lines=-1, max_width=-1)))
+    for path in figures:
+        print(f"figure: {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -246,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING, format="miripersist: %(message)s")
     try:
-        return {"run": _cmd_run, "demo": _cmd_demo}[args.command](args)
+        return {"run": _cmd_run, "report": _cmd_report, "demo": _cmd_demo}[args.command](args)
     except MiripersistError as exc:
         print(f"miripersist: error: {exc}", file=sys.stderr)
         return exc.exit_code

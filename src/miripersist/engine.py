@@ -30,6 +30,7 @@ from .inventory import (
     output_name,
 )
 from .reader import lazy_sources
+from .saturation import grow
 from .scan import exclusive_scan, new_carry
 from .thresholds import assign_references
 from .usermask import read_user_mask
@@ -56,6 +57,12 @@ class Parameters:
         dq_init's ``user_supplied_dq``).
     window_days : float
         How long a source keeps masking after its exposure ends; ``inf`` for ever.
+    integrations : str
+        ``"first"`` (the notebook's rule) or ``"all"``: saturation in any integration
+        makes a source.
+    dilate : int
+        Grow the persistence sources by this many pixels beyond the saturated core
+        (in detector coordinates), for the halos bright cores leave.
     tile : tuple of int
         Dask tile shape (rows, columns) over the detector.
     batch : int
@@ -67,6 +74,8 @@ class Parameters:
     flags: int = field(default_factory=lambda: parse_flags("DO_NOT_USE,PERSISTENCE"))
     mode: str = "copy"
     window_days: float = math.inf
+    integrations: str = "first"
+    dilate: int = 0
     tile: tuple[int, int] = (256, 1032)
     batch: int = 16
 
@@ -77,6 +86,10 @@ class Parameters:
             raise ConfigError("--n-pix-grow-sat must be 0 or more")
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.integrations not in ("first", "all"):
+            raise ConfigError(f"--integrations must be first or all, not {self.integrations!r}")
+        if self.dilate < 0:
+            raise ConfigError("--dilate must be 0 or more")
         if not self.window_days > 0:
             raise ConfigError("--window must be positive")
         if min(self.tile) < 1 or self.batch < 1:
@@ -100,6 +113,8 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
         "MPNGROW": (params.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
         "MPFLAGS": (params.flags, "pixel DQ bits set where masked"),
         "MPWINDOW": (str(params.record()["window_days"]), "mask lifetime after exposure (days)"),
+        "MPINTEG": (params.integrations, "integrations that make sources"),
+        "MPDILATE": (params.dilate, "sources grown by this many pixels"),
         "MPNMASK": (n_masked, "pixels flagged in this exposure"),
     }
 
@@ -363,6 +378,7 @@ def run(
                         params.n_unsat_threshold,
                         params.n_pix_grow_sat,
                         params.tile,
+                        all_integrations=params.integrations == "all",
                     )
                     for i in todo
                 ]
@@ -372,6 +388,8 @@ def run(
                 for k, i in enumerate(block):
                     if i in frames:
                         sources[(k, *exposures[i].window)] = frames[i]
+                        if params.dilate:
+                            sources[k] = grow(sources[k], params.dilate)
                     else:
                         sources[k] = previous["source"][old_index[i]].values
                 counts["computed"] += len(todo)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 import warnings
@@ -116,13 +117,39 @@ def output_name(path: str, mode: str) -> str:
     return stem + (COPY_SUFFIX if mode == "copy" else SIDECAR_SUFFIX)
 
 
+def association_members(path: str) -> list[str]:
+    """Science members of a jwst association (ASN) JSON file, relative to its directory.
+
+    Raises
+    ------
+    ConfigError
+        If the file is not an association with science members.
+    """
+    try:
+        with open(path) as fh:
+            asn = json.load(fh)
+        members = [m for product in asn["products"] for m in product["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a jwst association file ({exc!s:.120})") from None
+    base = os.path.dirname(os.path.abspath(path))
+    found = [
+        os.path.join(base, m["expname"])
+        for m in members
+        if isinstance(m, dict) and str(m.get("exptype", "")).lower() == "science"
+    ]
+    if not found:
+        raise ConfigError(f"{path}: association has no science members")
+    return found
+
+
 def discover(inputs: Sequence[str]) -> list[str]:
     """Expand directories, files and globs into a list of uncal file paths.
 
     Parameters
     ----------
     inputs : sequence of str
-        Directories (every ``*_uncal.fits`` directly in them), files, or glob patterns.
+        Directories (every ``*_uncal.fits`` directly in them), files, glob patterns, or
+        jwst association files (``*.json``: their science members).
 
     Returns
     -------
@@ -139,7 +166,9 @@ def discover(inputs: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if p.suffix.lower() == ".json" and p.is_file():
+            candidates = [Path(m) for m in association_members(str(p))]
+        elif p.is_dir():
             candidates = sorted(p.glob("*_uncal.fits"))
         elif p.is_file():
             candidates = [p]

@@ -79,20 +79,31 @@ def _tile_from_ramp(
     grow_by: int,
     ys: slice,
     xs: slice,
+    integrations: int = 1,
 ) -> np.ndarray:
     ny, nx = thresholds.shape
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
-    data = read_rows(path, layout, 0, groups, hy)[:, :, hx]
-    src = sources_from_ramp(data, thresholds[hy, hx], grow_by)
+    src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
+    for i in range(integrations):
+        data = read_rows(path, layout, i, groups, hy)[:, :, hx]
+        src |= sources_from_ramp(data, thresholds[hy, hx], grow_by)
     return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
 
 
 def _tile_from_groupdq(
-    path: str, layout: ArrayLayout, n_unsat_threshold: int, ys: slice, xs: slice
+    path: str,
+    layout: ArrayLayout,
+    n_unsat_threshold: int,
+    ys: slice,
+    xs: slice,
+    integrations: int = 1,
 ) -> np.ndarray:
-    gdq = read_rows(path, layout, 0, layout.shape[1], ys)[:, :, xs]
-    return sources_from_groupdq(np.asarray(gdq, dtype=np.uint32), n_unsat_threshold)
+    src = np.zeros((ys.stop - ys.start, xs.stop - xs.start), dtype=bool)
+    for i in range(integrations):
+        gdq = read_rows(path, layout, i, layout.shape[1], ys)[:, :, xs]
+        src |= sources_from_groupdq(np.asarray(gdq, dtype=np.uint32), n_unsat_threshold)
+    return src
 
 
 def _edges(size: int, step: int) -> list[slice]:
@@ -105,6 +116,7 @@ def lazy_sources(
     n_unsat_threshold: int,
     n_pix_grow_sat: int,
     tile: Sequence[int] = (256, 1032),
+    all_integrations: bool = False,
 ) -> da.Array:
     """Persistence sources of one exposure, in its own frame, as a lazy dask array.
 
@@ -121,6 +133,9 @@ def lazy_sources(
         Growth of the saturated pixels, as the saturation step's parameter.
     tile : (int, int)
         Tile shape (rows, columns); chunks of the result.
+    all_integrations : bool
+        A pixel that is a source in any integration is a source (default: the first
+        integration decides, as in the notebook).
 
     Returns
     -------
@@ -145,11 +160,13 @@ def lazy_sources(
                     n_pix_grow_sat,
                     tuple(tile),
                     getattr(thresholds, "key", None),
+                    all_integrations,
                 )
             ).encode()
         ).hexdigest()
     )
     row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
+    nints = exposure.nints if all_integrations else 1
     dsk = {}
     for r, ys in enumerate(row_edges):
         for c, xs in enumerate(col_edges):
@@ -161,6 +178,7 @@ def lazy_sources(
                     n_unsat_threshold,
                     ys,
                     xs,
+                    nints,
                 )
             else:
                 task = (
@@ -172,6 +190,7 @@ def lazy_sources(
                     n_pix_grow_sat,
                     ys,
                     xs,
+                    nints,
                 )
             dsk[(name, r, c)] = task
     deps = [thresholds] if exposure.groupdq is None else []

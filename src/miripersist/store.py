@@ -192,7 +192,7 @@ def open_store(path: str) -> xr.Dataset:
     ds = xr.open_zarr(path, **_zarr_kwargs())
     if isinstance(ds.attrs.get("parameters"), str):
         ds.attrs["parameters"] = json.loads(ds.attrs["parameters"])
-    for key in ("versions", "last_run", "skipped"):
+    for key in ("versions", "last_run", "skipped", "detector_shape"):
         if isinstance(ds.attrs.get(key), str):
             ds.attrs[key] = json.loads(ds.attrs[key])
     return ds
