@@ -10,6 +10,7 @@ import xarray as xr
 
 from .cli import ProgressBar
 from .engine import Parameters, run
+from .report import _visible
 from .simulate import make_program
 from .summary import format_summary
 
@@ -37,8 +38,8 @@ def plot(ds: xr.Dataset, path: str) -> str:
     ax0.set_ylabel("pixels flagged (% of frame)")
     ax0.set_title("Persistence mask grows with the program")
     ax0.legend(title="filter")
-    ax1.imshow(final, origin="lower", cmap="Greys", interpolation="nearest")
-    ax1.set_title(f"Cumulative mask after {last + 1} exposures")
+    ax1.imshow(_visible(final), origin="lower", cmap="Greys", interpolation="nearest")
+    ax1.set_title(f"Cumulative mask after {last + 1} exposures ({int(final.sum())} pixels)")
     ax1.set_xlabel("x (detector column)")
     ax1.set_ylabel("y (detector row)")
     fig.tight_layout()
@@ -61,6 +62,7 @@ def demo(directory: str = "miripersist-demo", quiet: bool = False) -> xr.Dataset
         subarrays=("FULL", "FULL", "SUB256"),
         filters=("F770W", "F1800W", "F2100W"),
         nints=(1, 2),
+        stars_per_exposure=12,
     )
     ds = run(
         [inputs],

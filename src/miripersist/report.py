@@ -123,22 +123,37 @@ def plot_strip(ds: xr.Dataset, path: str, most: int = 8) -> str:
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
 
     detectors = ds["detector"].values.astype(str)
     chosen = np.flatnonzero(detectors == sorted(set(detectors))[0])[:most]
-    fig, axes = plt.subplots(1, len(chosen), figsize=(2.6 * len(chosen), 3.2), squeeze=False)
+    ncols = min(4, len(chosen))
+    nrows = -(-len(chosen) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(chosen) :]:
+        ax.set_axis_off()
     cmap = ListedColormap(["white", "0.6", "red"])
-    for k, (ax, i) in enumerate(zip(axes[0], chosen, strict=True)):
+    for k, (ax, i) in enumerate(zip(axes.flat, chosen, strict=False)):
         image = _visible(ds["mask"][i].values).astype(np.uint8)
         if k:
             image[_visible(ds["source"][chosen[k - 1]].values)] = 2
         ax.imshow(image, origin="lower", cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
+        x0, y0 = int(ds["xstart"].values[i]) - 1, int(ds["ystart"].values[i]) - 1
+        xs, ys = int(ds["xsize"].values[i]), int(ds["ysize"].values[i])
+        if (ys, xs) != image.shape:  # a subarray: only its frame is flagged
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), xs, ys, fill=False, color="tab:blue"))
         ax.set_title(
-            f"#{i + 1} {str(ds['filter'].values[i])}\n{int(ds['n_masked'][i])} px", fontsize=8
+            f"#{i + 1} {ds['subarray'].values[i]} {ds['filter'].values[i]}: "
+            f"{int(ds['n_masked'][i])} px",
+            fontsize=9,
         )
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Masks per exposure (grey); red: sources of the exposure before", fontsize=9)
+    fig.suptitle(
+        "Persistence masks per exposure (grey), sources of the exposure before (red), "
+        "subarray frames (blue)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
