@@ -198,11 +198,12 @@ def test_skip_bad_goes_on_and_records_what_it_left_out(tmp_path, inputs, prog, c
             "--saturation-ref",
             prog.saturation_ref,
             "--skip-bad",
-            "--quiet",
         ]
     )
     assert code == 0
-    assert "its saturation is not propagated" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "its saturation is not propagated" in captured.err
+    assert f"{files[0]}: not a FITS file" in captured.out.split("left out")[1]
     ds = run([str(good)], str(tmp_path / "ref"), [prog.saturation_ref])
     got = zarr.open_group(str(tmp_path / "out" / "persistence.zarr"), mode="r")
     skipped = json.loads(got.attrs["skipped"])

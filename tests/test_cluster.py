@@ -147,3 +147,24 @@ def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, loc
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_graph_grows_linearly_with_exposures(prog):
+    import dask
+
+    from miripersist.inventory import read_exposure
+    from miripersist.reader import lazy_sources
+    from miripersist.thresholds import load_reference
+
+    e = read_exposure(prog.files[0])
+    window = dask.delayed(load_reference(prog.saturation_ref).window_for(e), pure=True)
+
+    def tasks(n):
+        arrays = [
+            lazy_sources(e.__class__(**{**e.__dict__, "path": f"{e.path}.{k}"}), window, 3, 1)
+            for k in range(n)
+        ]
+        return len(dask.base.collections_to_expr(arrays).__dask_graph__())
+
+    per = (tasks(200) - tasks(20)) / 180
+    assert per == tasks(1) - 1, "one task per tile per exposure, plus one shared threshold"

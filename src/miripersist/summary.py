@@ -31,5 +31,10 @@ def summary_table(ds: xr.Dataset) -> Table:
 
 
 def format_summary(ds: xr.Dataset) -> str:
-    """The summary table as fixed-width text."""
-    return "\n".join(summary_table(ds).pformat(max_lines=-1, max_width=-1))
+    """The summary table as fixed-width text, then the inputs that were left out, if any."""
+    lines = summary_table(ds).pformat(max_lines=-1, max_width=-1)
+    skipped = ds.attrs.get("skipped", [])
+    if skipped:
+        lines.append(f"\n{len(skipped)} inputs left out (their saturation is not propagated):")
+        lines += [f"  {item['problem']}" for item in skipped]
+    return "\n".join(lines)
