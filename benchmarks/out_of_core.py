@@ -23,6 +23,7 @@ import xarray as xr
 
 from .data import build
 from .measure import measure
+from .run import commands
 
 
 def _digest(directory: str) -> dict[str, str]:
@@ -52,33 +53,20 @@ def main(argv: list[str] | None = None) -> int:
     program = build(os.path.join(args.workdir, f"data_FULL_{n}x{g}"), n, g, "FULL")
     size = sum(os.path.getsize(f) for f in program.files)
     limit = args.limit_mib * 2**20
-    cmd = [
-        sys.executable,
-        "-m",
-        "miripersist",
-        "run",
-        program.directory,
-        "--saturation-ref",
-        program.saturation_ref,
-        "--mode",
-        "sidecar",
-        "--quiet",
-        "--overwrite",
-        "--output-dir",
-    ]
     free = tempfile.mkdtemp(dir=args.workdir)
     capped = tempfile.mkdtemp(dir=args.workdir)
     try:
-        a = measure([*cmd, free])
+        a = measure(commands(program, free)["sidecar"])
         env = dict(os.environ, MALLOC_ARENA_MAX="2")
 
         def cap() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-        b = measure([*cmd, capped], env, preexec=cap)
-        same_files = _digest(free) == _digest(capped) and len(_digest(free)) == n
-        ma = xr.open_zarr(os.path.join(free, "persistence.zarr"))["mask"].values
-        mb = xr.open_zarr(os.path.join(capped, "persistence.zarr"))["mask"].values
+        b = measure(commands(program, capped)["sidecar"], env, preexec=cap)
+        da, db = _digest(os.path.join(free, "sidecar")), _digest(os.path.join(capped, "sidecar"))
+        same_files = da == db and len(da) == n
+        ma = xr.open_zarr(os.path.join(free, "sidecar", "persistence.zarr"))["mask"].values
+        mb = xr.open_zarr(os.path.join(capped, "sidecar", "persistence.zarr"))["mask"].values
         same_store = bool(np.array_equal(ma, mb))
     finally:
         shutil.rmtree(free, ignore_errors=True)

@@ -90,6 +90,17 @@ def tricky_ramps(thr: np.ndarray, ngroups: int, nints: int, rng: np.random.Gener
     return out
 
 
+@pytest.fixture(scope="session")
+def sub64_two_ints(tmp_path_factory, sat_thresholds):
+    """A SUB64 exposure, two integrations that saturate differently, full-frame reference."""
+    thr, _ = sat_thresholds
+    xs, ys, nx, ny = simulate.SUBARRAYS["SUB64"]
+    window = thr[ys - 1 : ys - 1 + ny, xs - 1 : xs - 1 + nx]
+    data = tricky_ramps(window, ngroups=7, nints=2, rng=np.random.default_rng(3))
+    path = tmp_path_factory.mktemp("oracle") / "sub64_uncal.fits"
+    return simulate.write_uncal(str(path), data, start_mjd=60300.0, subarray="SUB64")
+
+
 def pipeline_groupdq(uncal: str, sat_ref: str, mask_ref: str, n_pix_grow_sat: int) -> np.ndarray:
     """GROUPDQ after the real jwst DQInitStep + SaturationStep (offline)."""
     from jwst.dq_init import DQInitStep

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import notebook_sources, pipeline_groupdq, sha256, tricky_ramps
+from conftest import notebook_sources, pipeline_groupdq, sha256
 
 from miripersist import Parameters, PersistenceMaskStep, run, simulate
 from miripersist.cli import main
@@ -22,22 +22,14 @@ from miripersist.saturation import grow
 from miripersist.thresholds import load_reference
 
 
-@pytest.fixture(scope="module")
-def two_ints(tmp_path_factory, sat_thresholds):
-    thr, _ = sat_thresholds
-    xs, ys, nx, ny = simulate.SUBARRAYS["SUB64"]
-    window = thr[ys - 1 : ys - 1 + ny, xs - 1 : xs - 1 + nx]
-    data = tricky_ramps(window, ngroups=6, nints=2, rng=np.random.default_rng(21))
-    path = tmp_path_factory.mktemp("ints") / "two_uncal.fits"
-    return simulate.write_uncal(str(path), data, start_mjd=60300.0, subarray="SUB64")
-
-
 @pytest.mark.parametrize("n_unsat", [0, 2, 3])
-def test_all_integrations_match_the_pipeline_per_integration(two_ints, sat_ref, mask_ref, n_unsat):
-    gdq = pipeline_groupdq(two_ints, sat_ref, mask_ref, 1)
+def test_all_integrations_match_the_pipeline_per_integration(
+    sub64_two_ints, sat_ref, mask_ref, n_unsat
+):
+    gdq = pipeline_groupdq(sub64_two_ints, sat_ref, mask_ref, 1)
     expected = notebook_sources(gdq[:1], n_unsat) | notebook_sources(gdq[1:], n_unsat)
     assert (expected & ~notebook_sources(gdq[:1], n_unsat)).any()
-    e = read_exposure(two_ints)
+    e = read_exposure(sub64_two_ints)
     thr = load_reference(sat_ref).window_for(e)
     got = lazy_sources(e, thr, n_unsat, 1, (16, 24), all_integrations=True).compute()
     np.testing.assert_array_equal(got, expected)
@@ -152,14 +144,8 @@ def test_calwebb_detector1_keeps_the_flags_and_nans_the_rates(tmp_path, prog):
     noise = datamodels.ReadnoiseModel(data=np.full(DETECTOR_SHAPE, 6.0, np.float32))
     refs = {}
     for name, model in (("gain", gain), ("readnoise", noise)):
-        model.meta.instrument.name, model.meta.instrument.detector = "MIRI", "MIRIMAGE"
-        model.meta.subarray.name = "FULL"
-        model.meta.subarray.xstart = model.meta.subarray.ystart = 1
-        model.meta.subarray.xsize, model.meta.subarray.ysize = 1032, 1024
-        model.meta.reftype, model.meta.author, model.meta.pedigree = name.upper(), "t", "DUMMY"
-        model.meta.description, model.meta.useafter = "test", "2022-01-01T00:00:00"
         refs[name] = str(tmp_path / f"{name}.fits")
-        model.save(refs[name])
+        simulate.reference_meta(model, name.upper()).save(refs[name])
     keep = {"dq_init", "saturation", "ramp_fit"}
     steps = {s: {"skip": True} for s in Detector1Pipeline.step_defs if s not in keep}
     steps["dq_init"] = {"override_mask": prog.mask_ref}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import notebook_sources, pipeline_groupdq, tricky_ramps
+from conftest import notebook_sources, pipeline_groupdq
 
 from miripersist import simulate
 from miripersist.inventory import read_exposure
@@ -19,17 +19,6 @@ def engine_sources(path, sat_ref, n_unsat, n_grow, tile):
     exposure = read_exposure(path)
     thr = load_reference(sat_ref).window_for(exposure)
     return lazy_sources(exposure, thr, n_unsat, n_grow, tile).compute()
-
-
-@pytest.fixture(scope="module")
-def sub64_two_ints(tmp_path_factory, sat_thresholds):
-    """A SUB64 exposure, two integrations that saturate differently, full-frame reference."""
-    thr, _ = sat_thresholds
-    xs, ys, nx, ny = simulate.SUBARRAYS["SUB64"]
-    window = thr[ys - 1 : ys - 1 + ny, xs - 1 : xs - 1 + nx]
-    data = tricky_ramps(window, ngroups=7, nints=2, rng=np.random.default_rng(3))
-    path = tmp_path_factory.mktemp("oracle") / "sub64_uncal.fits"
-    return simulate.write_uncal(str(path), data, start_mjd=60300.0, subarray="SUB64")
 
 
 @pytest.mark.parametrize("n_grow", GROW)

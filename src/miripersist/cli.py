@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="directories (their *_uncal.fits), files or glob patterns",
+        help="directories (their *_uncal.fits), files, glob patterns or association files",
     )
     run.add_argument("--output-dir", required=True, help="where outputs and the store go")
     run.add_argument(

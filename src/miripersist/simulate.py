@@ -28,6 +28,23 @@ FRAME_TIME = {"FULL": 2.775, "BRIGHTSKY": 0.865, "SUB256": 0.300, "SUB128": 0.11
 SECONDS_PER_DAY = 86400.0
 
 
+def reference_meta(model, reftype: str, detector: str = "MIRIMAGE", subarray: str = "FULL"):
+    """Fill the metadata a jwst reference file needs (instrument, subarray, pedigree...)."""
+    xstart, ystart, xsize, ysize = SUBARRAYS[subarray]
+    model.meta.instrument.name = "MIRI"
+    model.meta.instrument.detector = detector
+    model.meta.subarray.name = subarray
+    model.meta.subarray.xstart, model.meta.subarray.ystart = xstart, ystart
+    model.meta.subarray.xsize, model.meta.subarray.ysize = xsize, ysize
+    model.meta.subarray.fastaxis, model.meta.subarray.slowaxis = 1, 2
+    model.meta.reftype = reftype
+    model.meta.author = "miripersist.simulate"
+    model.meta.pedigree = "DUMMY"
+    model.meta.description = f"Synthetic {reftype.lower()} reference"
+    model.meta.useafter = "2022-01-01T00:00:00"
+    return model
+
+
 def write_saturation_reference(
     path: str,
     thresholds: np.ndarray,
@@ -38,23 +55,11 @@ def write_saturation_reference(
     """Write a jwst SATURATION reference file (``SaturationModel``)."""
     from stdatamodels.jwst import datamodels
 
-    xstart, ystart, xsize, ysize = SUBARRAYS.get(subarray, (1, 1, *thresholds.shape[::-1]))
     model = datamodels.SaturationModel(
         data=np.asarray(thresholds, dtype=np.float32),
         dq=np.zeros(thresholds.shape, np.uint32) if dq is None else np.asarray(dq, np.uint32),
     )
-    model.meta.instrument.name = "MIRI"
-    model.meta.instrument.detector = detector
-    model.meta.subarray.name = subarray
-    model.meta.subarray.xstart, model.meta.subarray.ystart = xstart, ystart
-    model.meta.subarray.xsize, model.meta.subarray.ysize = xsize, ysize
-    model.meta.subarray.fastaxis, model.meta.subarray.slowaxis = 1, 2
-    model.meta.reftype = "SATURATION"
-    model.meta.author = "miripersist.simulate"
-    model.meta.pedigree = "DUMMY"
-    model.meta.description = "Synthetic saturation thresholds"
-    model.meta.useafter = "2022-01-01T00:00:00"
-    model.save(path)
+    reference_meta(model, "SATURATION", detector, subarray).save(path)
     model.close()
     return path
 
@@ -67,18 +72,7 @@ def write_mask_reference(
 
     dq = np.zeros(DETECTOR_SHAPE, np.uint32) if dq is None else np.asarray(dq, np.uint32)
     model = datamodels.MaskModel(dq=dq)
-    model.meta.instrument.name = "MIRI"
-    model.meta.instrument.detector = detector
-    model.meta.subarray.name = "FULL"
-    model.meta.subarray.xstart, model.meta.subarray.ystart = 1, 1
-    model.meta.subarray.xsize, model.meta.subarray.ysize = DETECTOR_SHAPE[1], DETECTOR_SHAPE[0]
-    model.meta.subarray.fastaxis, model.meta.subarray.slowaxis = 1, 2
-    model.meta.reftype = "MASK"
-    model.meta.author = "miripersist.simulate"
-    model.meta.pedigree = "DUMMY"
-    model.meta.description = "Synthetic bad pixel mask"
-    model.meta.useafter = "2022-01-01T00:00:00"
-    model.save(path)
+    reference_meta(model, "MASK", detector).save(path)
     model.close()
     return path
 
