@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 
 
@@ -34,9 +35,12 @@ def measure(cmd: list[str], env: dict | None = None, interval: float = 0.02, pre
     Peak RSS is sampled every ``interval`` seconds as the summed VmHWM of the process tree
     (ru_maxrss is useless here: Linux carries the parent's peak into a forked child).
     """
+    # stderr to a file, not a pipe: a chatty child (jwst logs every step) would fill a pipe
+    # nobody reads until it exits, and block.
+    err_file = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=err_file, preexec_fn=preexec
     )
     peak = 0
     while True:
@@ -53,7 +57,9 @@ def measure(cmd: list[str], env: dict | None = None, interval: float = 0.02, pre
     except OSError:
         pass
     _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    err_file.seek(0)
+    err = err_file.read().decode(errors="replace")
+    err_file.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
