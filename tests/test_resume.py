@@ -184,3 +184,23 @@ def test_history_masks_the_first_exposures_of_a_visit(tmp_path, longer):
     np.testing.assert_array_equal(hist["mask"][0].values, seen)
     assert hist["n_masked"].values[0] == seen[e.window].sum() > 0
     assert os.path.exists(tmp_path / "o3" / "persistence.zarr")
+
+
+def test_history_added_to_a_finished_run_updates_its_masks(tmp_path, longer):
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for d, files in ((v1, by_time[:6]), (v2, by_time[6:9])):
+        d.mkdir()
+        for p in files:
+            shutil.copy2(p, d)
+    run([str(v1)], str(tmp_path / "o1"), [longer.saturation_ref])
+    history = str(tmp_path / "o1" / "persistence.zarr")
+    run([str(v2)], str(tmp_path / "o2"), [longer.saturation_ref])
+    again = run([str(v2)], str(tmp_path / "o2"), [longer.saturation_ref], history=history)
+    fresh = run([str(v2)], str(tmp_path / "o3"), [longer.saturation_ref], history=history)
+    assert again.attrs["last_run"]["computed"] == 0
+    np.testing.assert_array_equal(again["mask"].values, fresh["mask"].values)
+    reread = xr.open_zarr(tmp_path / "o2" / "persistence.zarr")
+    np.testing.assert_array_equal(reread["mask"].values, fresh["mask"].values)
+    assert reread.attrs["history"] == history
+    assert digests(tmp_path / "o2") == digests(tmp_path / "o3")

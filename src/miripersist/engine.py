@@ -404,7 +404,13 @@ def run(
                 applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
                 n_masked = np.array([np.count_nonzero(a) for a in applied])
                 n_source = np.array([np.count_nonzero(x) for x in sources])
-                if not (in_place and all(reusable(i) for i in block)):
+                # The earlier run's mask of each exposure, when it knows the exposure.
+                kept = [
+                    old_index[i] is not None
+                    and np.array_equal(previous["mask"][old_index[i]].values, masks[k])
+                    for k, i in enumerate(block)
+                ]
+                if not (in_place and all(reusable(i) for i in block) and all(kept)):
                     args = (block[0], sources, masks, n_source, n_masked)
                     if distributed:
                         writer.block(*args)  # the client writes the store; no 30 MB shipping
@@ -413,12 +419,7 @@ def run(
                         stored.append(dask.delayed(writer.block, pure=False)(*args))
                 for k, i in enumerate(block):
                     j = old_index[i]
-                    same = (
-                        j is not None
-                        and bool(old_written[j])
-                        and os.path.exists(outputs[i])
-                        and np.array_equal(previous["mask"][j].values, masks[k])
-                    )
+                    same = kept[k] and bool(old_written[j]) and os.path.exists(outputs[i])
                     if same:
                         counts["unchanged"] += 1
                     else:
@@ -435,7 +436,11 @@ def run(
         flush()
     store_mod.update_attrs(
         target,
-        {"last_run": counts, "skipped": [{"path": p, "problem": why} for p, why in skipped]},
+        {
+            "last_run": counts,
+            "skipped": [{"path": p, "problem": why} for p, why in skipped],
+            "history": history or "",
+        },
     )
     if target != store_path:
         store_mod.replace(target, store_path)
