@@ -204,3 +204,16 @@ def test_history_added_to_a_finished_run_updates_its_masks(tmp_path, longer):
     np.testing.assert_array_equal(reread["mask"].values, fresh["mask"].values)
     assert reread.attrs["history"] == history
     assert digests(tmp_path / "o2") == digests(tmp_path / "o3")
+
+
+def test_leftovers_of_a_killed_incremental_run_are_cleaned(tmp_path, longer):
+    out = tmp_path / "out"
+    run([longer.directory], str(out), [longer.saturation_ref])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for kind in ("new", "tmp", "old"):
+        (out / f"persistence.zarr.{kind}-{dead.pid}").mkdir()
+    (out / f"persistence.zarr.new-{os.getpid()}").mkdir()  # a live process's: kept
+    run([longer.directory], str(out), [longer.saturation_ref])
+    left = sorted(p.name for p in out.glob("persistence.zarr.*"))
+    assert left == [f"persistence.zarr.new-{os.getpid()}"]

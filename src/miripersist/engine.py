@@ -294,6 +294,7 @@ def run(
     remove_stale_temporaries(output_dir)
     outputs = _output_paths(exposures, output_dir, params.mode)
     store_path = store or os.path.join(output_dir, "persistence.zarr")
+    store_mod.remove_stale(store_path)
     previous = None if overwrite else _previous_run(store_path, record)
 
     # Which exposures the previous run already knows, by input identity.

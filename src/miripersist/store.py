@@ -127,6 +127,24 @@ def create(
     replace(tmp, path)
 
 
+def remove_stale(path: str) -> None:
+    """Remove ``path.tmp-PID``, ``path.new-PID`` and ``path.old-PID`` of dead processes."""
+    parent, base = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        stem, dot, suffix = name.rpartition(".")
+        kind, dash, pid = suffix.partition("-")
+        if stem != base or kind not in ("tmp", "new", "old") or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 def replace(new: str, path: str) -> None:
     """Put the store ``new`` in the place of ``path`` (whether or not one is there)."""
     if os.path.exists(path):
