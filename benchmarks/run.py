@@ -17,6 +17,8 @@ import statistics
 import sys
 import tempfile
 
+import numpy as np
+
 from .data import build
 from .measure import measure
 
@@ -108,12 +110,16 @@ def run_scale(
 
 
 def marginal(rows: list[dict], method: str) -> float | None:
-    """Seconds per exposure between the smallest and largest N at which ``method`` ran."""
+    """Seconds per exposure: the least-squares slope of wall time against N.
+
+    Start-up varies by a few tenths of a second from run to run; a slope over several N
+    (the largest far from the smallest) is what stays stable.
+    """
     pts = sorted((r["n"], r["methods"][method]["wall_s"]) for r in rows if method in r["methods"])
-    if len(pts) < 2 or pts[0][0] == pts[-1][0]:
+    if len({n for n, _ in pts}) < 2:
         return None
-    (n0, t0), (n1, t1) = pts[0], pts[-1]
-    return (t1 - t0) / (n1 - n0)
+    n, t = np.array(pts, dtype=float).T
+    return float(np.polyfit(n, t, 1)[0])
 
 
 METHODS = ("notebook", "sidecar", "copy", "floor_sidecar", "cp", "cp_sync")
