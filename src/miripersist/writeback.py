@@ -26,8 +26,8 @@ PIXELDQ = "PIXELDQ"
 CHECKSUM_COMMENT = "HDU checksum (miripersist)"
 
 
-def _tmp_prefix(pid: int | None = None) -> str:
-    return f".tmp-{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+def _tmp_prefix() -> str:
+    return f".tmp-{socket.gethostname()}-{os.getpid()}-"
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
