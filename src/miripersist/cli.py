@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="jwst SATURATION reference; once per detector (default: ask CRDS)",
+        help="jwst SATURATION reference; once per detector, or per detector and filter "
+        "(default: ask CRDS)",
     )
     run.add_argument(
         "--n-unsat-threshold",

@@ -51,8 +51,9 @@ def write_saturation_reference(
     dq: np.ndarray | None = None,
     detector: str = "MIRIMAGE",
     subarray: str = "FULL",
+    filter_name: str | None = None,
 ) -> str:
-    """Write a jwst SATURATION reference file (``SaturationModel``)."""
+    """Write a jwst SATURATION reference file (``SaturationModel``), for one filter or all."""
     from stdatamodels.jwst import datamodels
 
     model = datamodels.SaturationModel(
@@ -61,6 +62,11 @@ def write_saturation_reference(
     )
     reference_meta(model, "SATURATION", detector, subarray).save(path)
     model.close()
+    if filter_name:
+        # The reference schema has no place for a filter; CRDS files carry the keyword.
+        from astropy.io import fits
+
+        fits.setval(path, "FILTER", value=filter_name)
     return path
 
 

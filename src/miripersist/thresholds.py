@@ -51,6 +51,7 @@ class SaturationReference:
 
     path: str
     detector: str
+    filter: str
     xstart: int
     ystart: int
     thresholds: np.ndarray
@@ -68,6 +69,12 @@ class SaturationReference:
                 f"{exposure.xsize}x{exposure.ysize})"
             )
         return self.thresholds[y0 : y0 + exposure.ysize, x0 : x0 + exposure.xsize]
+
+
+def _selector(value: object) -> str:
+    """A reference's FILTER as a selector: empty for none, N/A or ANY (every filter)."""
+    text = str(value or "").strip().upper()
+    return "" if text in ("", "N/A", "ANY") else text
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,6 +107,7 @@ def load_reference(path: str) -> SaturationReference:
     return SaturationReference(
         path=str(path),
         detector=str(primary.get("DETECTOR", "")).strip().upper(),
+        filter=_selector(primary.get("FILTER", "")),
         xstart=int(primary.get("SUBSTRT1", 1)),
         ystart=int(primary.get("SUBSTRT2", 1)),
         thresholds=threshold_map(data, dq),
@@ -148,35 +156,39 @@ def assign_references(
 ) -> list[SaturationReference | None]:
     """Choose the SATURATION reference of every exposure.
 
-    Exposures that carry GROUPDQ need none (``None``). Given files are matched by
-    DETECTOR; with none given, CRDS is asked.
+    Exposures that carry GROUPDQ need none (``None``). Given files are matched by their
+    DETECTOR and, when they name one, their FILTER (CRDS selects MIRI saturation references
+    by both); a reference without DETECTOR or FILTER serves every detector or filter. The
+    most specific match wins. With none given, CRDS is asked for each exposure.
 
     Raises
     ------
     ConfigError
-        If two given references share a detector, or an exposure's detector has none.
+        If two given references have the same detector and filter, or an exposure has none.
     """
-    by_det: dict[str, SaturationReference] = {}
+    table: dict[tuple[str, str], SaturationReference] = {}
     for path in given:
         ref = load_reference(str(path))
-        key = ref.detector or "*"
-        if key in by_det:
+        key = (ref.detector or "*", ref.filter or "*")
+        if key in table:
             raise ConfigError(
-                f"{path}: a second --saturation-ref for detector {key} ({by_det[key].path})"
+                f"{path}: a second --saturation-ref for detector {key[0]}, filter {key[1]} "
+                f"({table[key].path})"
             )
-        by_det[key] = ref
+        table[key] = ref
     chosen: list[SaturationReference | None] = []
     for exp in exposures:
         if exp.groupdq is not None:
             chosen.append(None)
             continue
         if given:
-            ref = by_det.get(exp.detector) or by_det.get("*")
+            wanted = [(d, f) for d in (exp.detector, "*") for f in (exp.filter.upper(), "*")]
+            ref = next((table[k] for k in wanted if k in table), None)
             if ref is None:
-                have = ", ".join(sorted(by_det))
+                have = ", ".join(sorted(f"{d}/{f}" for d, f in table))
                 raise ConfigError(
                     f"{exp.path}: detector {exp.detector} has no --saturation-ref "
-                    f"(given for {have})"
+                    f"for filter {exp.filter or 'N/A'} (given for {have})"
                 )
         else:
             ref = load_reference(crds_saturation_reference(exp))
