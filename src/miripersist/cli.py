@@ -1,4 +1,4 @@
-"""Command line: ``miripersist run`` and ``miripersist demo``; a thin layer over the API."""
+"""Command line: ``miripersist run``, ``report`` and ``demo``; a thin layer over the API."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from .errors import ConfigError, MiripersistError
 def _duration(text: str) -> float:
     """Parse ``2500s``, ``30m``, ``10h``, ``2d`` or ``inf`` into days."""
     text = text.strip().lower()
+    if not text:
+        raise argparse.ArgumentTypeError("empty duration (e.g. 2500s, 10h, inf)")
     if text in ("inf", "infinite", "none"):
         return math.inf
     units = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}

@@ -51,9 +51,19 @@ class PersistenceMaskStep(Step):
 
         return config_parser.ConfigObj()
 
+    def _window(self) -> float:
+        from argparse import ArgumentTypeError
+
+        from .cli import _duration
+        from .errors import ConfigError
+
+        try:
+            return _duration(self.window)
+        except ArgumentTypeError as exc:
+            raise ConfigError(f"window: {exc}") from None
+
     def process(self, step_input):
         """Run miripersist on ``step_input``; return its store (an xarray Dataset)."""
-        from .cli import _duration
         from .engine import Parameters, run
         from .flags import parse_flags
 
@@ -64,7 +74,7 @@ class PersistenceMaskStep(Step):
             n_pix_grow_sat=self.n_pix_grow_sat,
             flags=parse_flags(self.flags),
             mode=self.mode,
-            window_days=_duration(self.window),
+            window_days=self._window(),
             integrations=self.integrations,
             dilate=self.dilate,
         )
