@@ -147,6 +147,8 @@ def test_sci_of_wrong_dtype(inputs):
         ("SUBSTRT2", -5, ("lies off",)),
         ("SUBSIZE1", 12, ("SUBSIZE1/2",)),
         ("SUBSTRT1", "abc", ("not an integer",)),
+        ("SUBSTRT1", 3.5, ("not an integer",)),
+        ("NGROUPS", True, ("not an integer",)),
         ("DETECTOR", "", ("no DETECTOR",)),
     ],
 )

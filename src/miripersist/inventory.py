@@ -325,10 +325,15 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposu
 
     def intkey(key: str, default: int) -> int:
         value = primary.get(key, default)
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: header keyword {key}={value!r} is not an integer") from None
+        # FITS integers come back as int; a bool, a fraction or a string is a damaged header.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not np.isfinite(value)
+            or value != int(value)
+        ):
+            raise InputError(f"{path}: header keyword {key}={value!r} is not an integer")
+        return int(value)
 
     for key, have in (("NINTS", nints), ("NGROUPS", ngroups)):
         if intkey(key, have) != have:
