@@ -23,20 +23,29 @@ def small(tmp_path_factory):
     )
 
 
+def run_args(program, out, *extra) -> list[str]:
+    """``miripersist run`` of ``program`` into ``out`` with its reference, plus ``extra``."""
+    return [
+        "run",
+        program.directory,
+        "--output-dir",
+        str(out),
+        "--saturation-ref",
+        program.saturation_ref,
+        *extra,
+    ]
+
+
 def test_run_prints_summary_and_exits_zero(tmp_path, small, capsys):
     code = main(
-        [
-            "run",
-            small.directory,
-            "--output-dir",
-            str(tmp_path),
-            "--saturation-ref",
-            small.saturation_ref,
+        run_args(
+            small,
+            tmp_path,
             "--mode",
             "sidecar",
             "--flags",
             "DO_NOT_USE,PERSISTENCE,OTHER_BAD_PIXEL",
-        ]
+        )
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -58,17 +67,7 @@ def test_run_prints_summary_and_exits_zero(tmp_path, small, capsys):
     ],
 )
 def test_configuration_errors_exit_two_with_one_line(tmp_path, small, capsys, args, message):
-    code = main(
-        [
-            "run",
-            small.directory,
-            "--output-dir",
-            str(tmp_path),
-            "--saturation-ref",
-            small.saturation_ref,
-            *args,
-        ]
-    )
+    code = main(run_args(small, tmp_path, *args))
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
@@ -95,15 +94,7 @@ def test_no_crds_and_no_reference_names_both_ways_out(tmp_path, small, capsys, m
 
 
 def test_rerun_resumes_and_other_parameters_need_overwrite(tmp_path, small, capsys):
-    args = [
-        "run",
-        small.directory,
-        "--output-dir",
-        str(tmp_path),
-        "--saturation-ref",
-        small.saturation_ref,
-        "--quiet",
-    ]
+    args = run_args(small, tmp_path, "--quiet")
     assert main(args) == 0
     assert capsys.readouterr().out == ""
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.fits")}

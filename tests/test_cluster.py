@@ -39,16 +39,21 @@ def digests(directory):
     return {p.name: sha256(p) for p in sorted(directory.glob("*.fits"))}
 
 
+def local_cluster(n_workers: int):
+    """A LocalCluster of single-threaded worker processes on loopback, no dashboard."""
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+
+
 def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     out, ds_local = local
     with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        ) as cluster,
+        local_cluster(2) as cluster,
         Client(cluster),
     ):
         ds = run([prog.directory], str(tmp_path), [prog.saturation_ref], Parameters(mode="sidecar"))
@@ -59,13 +64,7 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
 
 def test_workers_that_cannot_see_files_are_named(tmp_path, prog):
     with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        ) as cluster,
+        local_cluster(1) as cluster,
         Client(cluster) as client,
     ):
         check_workers(client, prog.files, str(tmp_path))
