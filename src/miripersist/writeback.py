@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket
 import tempfile
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 from astropy.io import fits
 
+from . import fitsimage
 from .flags import flag_names
 from .inventory import Exposure
 
@@ -116,6 +118,32 @@ def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None
         header.add_history(f"miripersist: flags set are {flag_names(int(flags[0]))}")
 
 
+@functools.lru_cache(maxsize=64)
+def _template(
+    kind: str, shape: tuple[int, int], cards: tuple[tuple[str, object], ...]
+) -> fits.Header:
+    """Header of an output image with its provenance; built once a run, copied per file."""
+    header = fitsimage.image_header(shape, primary=kind == "sidecar", extname=PIXELDQ)
+    provenance(header, dict(cards))
+    return header
+
+
+def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> fits.Header:
+    # The count differs per file; everything else is fixed for the run.
+    fixed = {k: (0, "") if k == "MPNMASK" else v for k, v in cards.items()}
+    header = _template(kind, tuple(shape), tuple(fixed.items())).copy()
+    if "MPNMASK" in cards:
+        header["MPNMASK"] = cards["MPNMASK"]
+    return header
+
+
+def _write_all(fd: int, buffers: list) -> None:
+    for buf in buffers:
+        view = memoryview(buf).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
+
+
 def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Byte-copy the input and OR ``dq`` into its PIXELDQ (appended or replaced).
 
@@ -136,8 +164,7 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
     values = dq if old is None else (old | dq)
     size = os.path.getsize(exposure.path)
     pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
-    header = fits.Header()
-    provenance(header, cards)
+    hdu = fitsimage.hdu_bytes(_header("copy", dq.shape, cards), values, CHECKSUM_COMMENT)
     with atomic_path(final) as tmp:
         src = os.open(exposure.path, os.O_RDONLY)
         try:
@@ -145,20 +172,19 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
             try:
                 for offset, count in pieces:
                     _copy_range(src, dst, offset, count)
+                _write_all(dst, hdu)
             finally:
                 os.close(dst)
         finally:
             os.close(src)
-        hdu = fits.ImageHDU(data=values.astype(np.uint32), header=header, name=PIXELDQ)
-        hdu.add_checksum(when=CHECKSUM_COMMENT)
-        fits.append(tmp, hdu.data, hdu.header, checksum=False, verify=False)
 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
-    hdu = fits.PrimaryHDU(data=dq.astype(np.uint32, copy=False))
-    provenance(hdu.header, cards)
-    # No CHECKSUM here: on a 4 MB image it costs as much as finding the sources, and the
-    # sidecar is a small derived file that a rerun remakes; copies keep the convention.
+    hdu = fitsimage.hdu_bytes(_header("sidecar", dq.shape, cards), dq, CHECKSUM_COMMENT)
     with atomic_path(final) as tmp:
-        hdu.writeto(tmp, overwrite=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            _write_all(fd, hdu)
+        finally:
+            os.close(fd)
