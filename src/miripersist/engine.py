@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import dask
@@ -351,90 +352,120 @@ def run(
         return j is not None and bool(old_complete[j])
 
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0}
-    done = 0
-    stored: list = []  # the previous block's store update (zarr)
-    files: list = []  # the previous block's output files
-    to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
-
-    def flush(extra=()) -> list:
-        # The next block's sources, the previous block's store update and files: one pass.
-        results = dask.compute(list(extra), stored, files)[0]
-        writer.written(to_mark)
-        counts["written"] += len(files)
-        return results
-
     writer = store_mod.Writer(target)
     distributed = _has_client()
     config = {} if distributed else {"num_workers": _local_workers()}
-    with dask.config.set(config):
-        for detector, indices in by_detector(exposures).items():
-            carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
-            for b0 in range(0, len(indices), params.batch):
-                block = indices[b0 : b0 + params.batch]
-                todo = [i for i in block if not reusable(i)]
-                lazy = [
-                    lazy_sources(
-                        exposures[i],
-                        thresholds_for(i),
-                        params.n_unsat_threshold,
-                        params.n_pix_grow_sat,
-                        params.tile,
-                        all_integrations=params.integrations == "all",
-                    )
-                    for i in todo
-                ]
-                frames = dict(zip(todo, flush(lazy), strict=True))
-                stored, files, to_mark = [], [], []
-                sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
-                for k, i in enumerate(block):
-                    if i in frames:
-                        sources[(k, *exposures[i].window)] = frames[i]
-                        if params.dilate:
-                            sources[k] = grow(sources[k], params.dilate)
-                    else:
-                        sources[k] = previous["source"][old_index[i]].values
-                counts["computed"] += len(todo)
-                counts["reused"] += len(block) - len(todo)
-                masks, carry = exclusive_scan(
-                    sources,
-                    np.array([exposures[i].start_mjd for i in block]),
-                    np.array([exposures[i].end_mjd for i in block]),
-                    carry,
-                    params.window_days,
-                )
-                applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
-                n_masked = np.array([np.count_nonzero(a) for a in applied])
-                n_source = np.array([np.count_nonzero(x) for x in sources])
-                # The earlier run's mask of each exposure, when it knows the exposure.
-                kept = [
-                    old_index[i] is not None
-                    and np.array_equal(previous["mask"][old_index[i]].values, masks[k])
-                    for k, i in enumerate(block)
-                ]
-                if not (in_place and all(reusable(i) for i in block) and all(kept)):
-                    args = (block[0], sources, masks, n_source, n_masked)
-                    if distributed:
-                        writer.block(*args)  # the client writes the store; no 30 MB shipping
-                    else:
-                        # Stored in parallel with the next block's reads, before files are marked.
-                        stored.append(dask.delayed(writer.block, pure=False)(*args))
-                for k, i in enumerate(block):
-                    j = old_index[i]
-                    same = kept[k] and bool(old_written[j]) and os.path.exists(outputs[i])
-                    if same:
-                        counts["unchanged"] += 1
-                    else:
-                        files.append(
-                            dask.delayed(_write_one, pure=False)(
-                                exposures[i], applied[k], outputs[i], params
-                            )
+    # One dask computation is in flight while the main thread scans: the next block's
+    # sources are read, and the previous block's store update and files written, during
+    # the scan of this block.
+    background = ThreadPoolExecutor(1, thread_name_prefix="miripersist-compute")
+    pending: list = []  # [future, number of files, exposures to mark written]
+
+    def settle() -> list:
+        """Wait for the computation in flight; record its files as written; its sources."""
+        if not pending:
+            return []
+        future, n_files, marks = pending
+        pending.clear()
+        sources = future.result()
+        writer.written(marks)
+        counts["written"] += n_files
+        return sources
+
+    def launch(lazy: list, stored: list, files: list, marks: list[int]) -> None:
+        future = background.submit(lambda: dask.compute(lazy, stored, files)[0])
+        pending.extend([future, len(files), marks])
+
+    def lazy_block(block: list[int]) -> tuple[list[int], list]:
+        todo = [i for i in block if not reusable(i)]
+        lazy = [
+            lazy_sources(
+                exposures[i],
+                thresholds_for(i),
+                params.n_unsat_threshold,
+                params.n_pix_grow_sat,
+                params.tile,
+                all_integrations=params.integrations == "all",
+            )
+            for i in todo
+        ]
+        return todo, lazy
+
+    blocks = [
+        (detector, indices[b0 : b0 + params.batch])
+        for detector, indices in by_detector(exposures).items()
+        for b0 in range(0, len(indices), params.batch)
+    ]
+    carry = None
+    done = 0
+    with dask.config.set(config), background:
+        todo, lazy = lazy_block(blocks[0][1])
+        launch(lazy, [], [], [])
+        stored: list = []  # this block's store update (zarr)
+        files: list = []  # this block's output files
+        to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
+        for b, (detector, block) in enumerate(blocks):
+            frames = dict(zip(todo, settle(), strict=True))
+            if b + 1 < len(blocks):
+                todo, lazy = lazy_block(blocks[b + 1][1])
+            else:
+                todo, lazy = [], []
+            launch(lazy, stored, files, to_mark)
+            stored, files, to_mark = [], [], []
+            if b == 0 or blocks[b - 1][0] != detector:
+                carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
+            sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
+            for k, i in enumerate(block):
+                if i in frames:
+                    sources[(k, *exposures[i].window)] = frames[i]
+                    if params.dilate:
+                        sources[k] = grow(sources[k], params.dilate)
+                else:
+                    sources[k] = previous["source"][old_index[i]].values
+            counts["computed"] += len(frames)
+            counts["reused"] += len(block) - len(frames)
+            masks, carry = exclusive_scan(
+                sources,
+                np.array([exposures[i].start_mjd for i in block]),
+                np.array([exposures[i].end_mjd for i in block]),
+                carry,
+                params.window_days,
+            )
+            applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
+            n_masked = np.array([np.count_nonzero(a) for a in applied])
+            n_source = np.array([np.count_nonzero(x) for x in sources])
+            # The earlier run's mask of each exposure, when it knows the exposure.
+            kept = [
+                old_index[i] is not None
+                and np.array_equal(previous["mask"][old_index[i]].values, masks[k])
+                for k, i in enumerate(block)
+            ]
+            if not (in_place and all(reusable(i) for i in block) and all(kept)):
+                args = (block[0], sources, masks, n_source, n_masked)
+                if distributed:
+                    writer.block(*args)  # the client writes the store; no 30 MB shipping
+                else:
+                    # Stored in parallel with the next block's reads, before files are marked.
+                    stored.append(dask.delayed(writer.block, pure=False)(*args))
+            for k, i in enumerate(block):
+                j = old_index[i]
+                same = kept[k] and bool(old_written[j]) and os.path.exists(outputs[i])
+                if same:
+                    counts["unchanged"] += 1
+                else:
+                    files.append(
+                        dask.delayed(_write_one, pure=False)(
+                            exposures[i], applied[k], outputs[i], params
                         )
-                    if not (same and in_place):
-                        to_mark.append(i)
-                done += len(block)
-                if progress is not None:
-                    progress(done, len(exposures))
-        flush()
+                    )
+                if not (same and in_place):
+                    to_mark.append(i)
+            done += len(block)
+            if progress is not None:
+                progress(done, len(exposures))
+        settle()
+        launch([], stored, files, to_mark)
+        settle()
     store_mod.update_attrs(
         target,
         {

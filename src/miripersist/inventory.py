@@ -195,7 +195,7 @@ def _layout(hdul: fits.HDUList, index: int) -> ArrayLayout:
     naxis = int(hdr.get("NAXIS", 0))
     shape = tuple(int(hdr[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
     return ArrayLayout(
-        offset=int(hdul.fileinfo(index)["datLoc"]),
+        offset=int(hdul[index].fileinfo()["datLoc"]),
         shape=shape,
         bitpix=int(hdr["BITPIX"]),
         bzero=float(hdr.get("BZERO", 0.0)),
@@ -245,7 +245,8 @@ def _scan_hdus(path: str, size: int):
         names: dict[str, int] = {}
         for i, hdu in enumerate(hdul):
             names.setdefault(str(hdu.header.get("EXTNAME", "")).strip().upper(), i)
-            end = hdul.fileinfo(i)["datLoc"] + _data_bytes(hdu.header)
+            # The HDU's own fileinfo: the list's re-serialises every header on each call.
+            end = hdu.fileinfo()["datLoc"] + _data_bytes(hdu.header)
             if end > size:
                 label = str(hdu.header.get("EXTNAME", "")).strip() or "PRIMARY"
                 raise InputError(

@@ -38,10 +38,11 @@ def saturated_any(groups: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     -------
     ndarray of bool, shape (ny, nx)
     """
-    out = np.zeros(thresholds.shape, dtype=bool)
-    for plane in groups:
-        out |= plane >= thresholds
-    return out
+    if len(groups) == 0:
+        return np.zeros(thresholds.shape, dtype=bool)
+    # One comparison of the brightest group instead of one per group: the integer max
+    # is much cheaper than comparing integers with float thresholds.
+    return groups.max(axis=0) >= thresholds
 
 
 def grow(mask: np.ndarray, n_pix_grow_sat: int) -> np.ndarray:

@@ -100,9 +100,9 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
 def _existing_pixeldq(path: str) -> tuple[np.ndarray | None, tuple[int, int] | None]:
     """The input's PIXELDQ values and its byte span (header start, end of data), if any."""
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        for i, hdu in enumerate(hdul):
+        for hdu in hdul:
             if str(hdu.header.get("EXTNAME", "")).strip().upper() == PIXELDQ:
-                info = hdul.fileinfo(i)
+                info = hdu.fileinfo()
                 span = (info["hdrLoc"], info["datLoc"] + info["datSpan"])
                 return np.asarray(hdu.data, dtype=np.uint32), span
     return None, None
