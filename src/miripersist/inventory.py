@@ -190,16 +190,15 @@ def discover(inputs: Sequence[str]) -> list[str]:
     return found
 
 
-def _layout(hdul: fits.HDUList, index: int) -> ArrayLayout:
-    hdr = hdul[index].header
-    naxis = int(hdr.get("NAXIS", 0))
-    shape = tuple(int(hdr[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+def _layout(header: fits.Header, offset: int) -> ArrayLayout:
+    naxis = int(header.get("NAXIS", 0))
+    shape = tuple(int(header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
     return ArrayLayout(
-        offset=int(hdul[index].fileinfo()["datLoc"]),
+        offset=offset,
         shape=shape,
-        bitpix=int(hdr["BITPIX"]),
-        bzero=float(hdr.get("BZERO", 0.0)),
-        bscale=float(hdr.get("BSCALE", 1.0)),
+        bitpix=int(header["BITPIX"]),
+        bzero=float(header.get("BZERO", 0.0)),
+        bscale=float(header.get("BSCALE", 1.0)),
     )
 
 
@@ -238,24 +237,32 @@ def _data_bytes(header: fits.Header) -> int:
     )
 
 
-def _scan_hdus(path: str, size: int):
-    """Open lazily, check every HDU's data lies inside the file; return the open HDU list."""
-    hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
-    try:
-        names: dict[str, int] = {}
-        for i, hdu in enumerate(hdul):
-            names.setdefault(str(hdu.header.get("EXTNAME", "")).strip().upper(), i)
-            # The HDU's own fileinfo: the list's re-serialises every header on each call.
-            end = hdu.fileinfo()["datLoc"] + _data_bytes(hdu.header)
-            if end > size:
-                label = str(hdu.header.get("EXTNAME", "")).strip() or "PRIMARY"
-                raise InputError(
-                    f"{path}: file is truncated ({size} bytes, but HDU {i} {label} needs {end})"
-                )
-    except BaseException:
-        hdul.close()
-        raise
-    return hdul, names
+def _scan_hdus(fh, path: str, size: int) -> list[tuple[fits.Header, int]]:
+    """Every HDU's header and data offset; check that each HDU's data lies inside the file.
+
+    One header after another with ``Header.fromfile``, seeking over the data: a third of
+    the cost of ``fits.open``, whose HDU objects are not needed here.
+    """
+    hdus: list[tuple[fits.Header, int]] = []
+    while fh.tell() < size:
+        if hdus:
+            start = fh.tell()
+            kind = fh.read(8)
+            fh.seek(start)
+            if kind != b"XTENSION":
+                break  # padding after the last HDU: ignored, as astropy does
+        header = fits.Header.fromfile(fh)
+        offset = fh.tell()
+        nbytes = _data_bytes(header)
+        if offset + nbytes > size:
+            label = str(header.get("EXTNAME", "")).strip() or "PRIMARY"
+            raise InputError(
+                f"{path}: file is truncated ({size} bytes, "
+                f"but HDU {len(hdus)} {label} needs {offset + nbytes})"
+            )
+        hdus.append((header, offset))
+        fh.seek(offset + nbytes + (-nbytes % 2880))
+    return hdus
 
 
 def read_exposure(path: str) -> Exposure | None:
@@ -274,16 +281,20 @@ def read_exposure(path: str) -> Exposure | None:
         with open(path, "rb") as fh:
             if fh.read(9) != b"SIMPLE  =":
                 raise InputError(f"{path}: not a FITS file")
-        if stat.st_size % 2880:
-            raise InputError(
-                f"{path}: file is truncated ({stat.st_size} bytes, not whole 2880-byte FITS blocks)"
-            )
-        with warnings.catch_warnings():
-            # astropy warns about truncation too; the error below says it in one line.
-            warnings.simplefilter("ignore", AstropyWarning)
-            hdul, names = _scan_hdus(path, stat.st_size)
-        with hdul:
-            primary = hdul[0].header
+            if stat.st_size % 2880:
+                raise InputError(
+                    f"{path}: file is truncated ({stat.st_size} bytes, "
+                    "not whole 2880-byte FITS blocks)"
+                )
+            fh.seek(0)
+            with warnings.catch_warnings():
+                # astropy warns about damaged cards; the error below says it in one line.
+                warnings.simplefilter("ignore", AstropyWarning)
+                hdus = _scan_hdus(fh, path, stat.st_size)
+            names: dict[str, int] = {}
+            for i, (header, _) in enumerate(hdus):
+                names.setdefault(str(header.get("EXTNAME", "")).strip().upper(), i)
+            primary = hdus[0][0]
             instrument = str(primary.get("INSTRUME", "")).strip().upper()
             if instrument != "MIRI":
                 log.warning(
@@ -292,11 +303,14 @@ def read_exposure(path: str) -> Exposure | None:
                 return None
             if "SCI" not in names:
                 raise InputError(f"{path}: no SCI extension")
-            sci_hdr = hdul[names["SCI"]].header
-            sci = _layout(hdul, names["SCI"])
-            groupdq = _layout(hdul, names["GROUPDQ"]) if "GROUPDQ" in names else None
+            sci_hdr = hdus[names["SCI"]][0]
+            sci = _layout(*hdus[names["SCI"]])
+            groupdq = _layout(*hdus[names["GROUPDQ"]]) if "GROUPDQ" in names else None
             has_pixeldq = "PIXELDQ" in names
-            return _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq)
+            # The headers before the SCI data identify the exposure's content.
+            fh.seek(0)
+            digest = hashlib.sha256(fh.read(sci.offset)).hexdigest()
+            return _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest)
     except InputError:
         raise
     except PermissionError as exc:
@@ -308,7 +322,7 @@ def read_exposure(path: str) -> Exposure | None:
         raise InputError(f"{path}: not a readable FITS file ({text[:160]})") from None
 
 
-def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposure:
+def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest) -> Exposure:
     if len(sci.shape) != 4:
         raise InputError(f"{path}: SCI has {len(sci.shape)} axes, expected 4 (ints, groups, y, x)")
     if groupdq is None and sci.bitpix != 16:
@@ -357,8 +371,6 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposu
     if not detector:
         raise InputError(f"{path}: no DETECTOR keyword")
     start, mid, end = _mjd(primary, sci_hdr, path)
-    with open(path, "rb") as fh:
-        headers = hashlib.sha256(fh.read(sci.offset)).hexdigest()
 
     def text(key: str, default: str = "") -> str:
         return str(primary.get(key, default) or "").strip()
@@ -387,7 +399,7 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq) -> Exposu
         band=text("BAND"),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
-        header_sha256=headers,
+        header_sha256=digest,
     )
 
 
