@@ -190,6 +190,11 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
     return previous
 
 
+def _stored(ds: xr.Dataset, name: str, indices: Sequence[int]) -> np.ndarray:
+    """Images of a store variable for these exposures, reading each chunk once."""
+    return ds[name].isel(exposure=list(indices)).values
+
+
 def history_carry(path: str, detector: str) -> np.ndarray:
     """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
     try:
@@ -200,8 +205,12 @@ def history_carry(path: str, detector: str) -> np.ndarray:
     chosen = np.flatnonzero(
         (past["detector"].values.astype(str) == detector) & past["complete"].values
     )
-    for j in chosen:
-        carry[past["source"][j].values] = float(past["end_mjd"].values[j])
+    ends = past["end_mjd"].values
+    for lo in range(0, len(chosen), 64):
+        part = chosen[lo : lo + 64]
+        # In time order, so that a later exposure's end time wins.
+        for j, source in zip(part, _stored(past, "source", part), strict=True):
+            carry[source] = float(ends[j])
     return carry
 
 
@@ -334,6 +343,7 @@ def run(
                 "skipped": [{"path": p, "problem": why} for p, why in skipped],
                 "detector_shape": list(DETECTOR_SHAPE),
             },
+            chunk_exposures=params.batch,
         )
 
     windows: dict[tuple, object] = {}
@@ -415,13 +425,15 @@ def run(
             if b == 0 or blocks[b - 1][0] != detector:
                 carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
             sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
+            reused = [k for k, i in enumerate(block) if i not in frames]
+            if reused:
+                # One read of the stored chunks for the whole block, not one per exposure.
+                sources[reused] = _stored(previous, "source", [old_index[block[k]] for k in reused])
             for k, i in enumerate(block):
                 if i in frames:
                     sources[(k, *exposures[i].window)] = frames[i]
                     if params.dilate:
                         sources[k] = grow(sources[k], params.dilate)
-                else:
-                    sources[k] = previous["source"][old_index[i]].values
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
             masks, carry = exclusive_scan(
@@ -431,15 +443,17 @@ def run(
                 carry,
                 params.window_days,
             )
-            applied = [(masks[k] | umask)[exposures[i].window] for k, i in enumerate(block)]
+            with_user = masks | umask if umask.any() else masks
+            applied = [with_user[k][exposures[i].window] for k, i in enumerate(block)]
             n_masked = np.array([np.count_nonzero(a) for a in applied])
             n_source = np.array([np.count_nonzero(x) for x in sources])
             # The earlier run's mask of each exposure, when it knows the exposure.
-            kept = [
-                old_index[i] is not None
-                and np.array_equal(previous["mask"][old_index[i]].values, masks[k])
-                for k, i in enumerate(block)
-            ]
+            known_here = [k for k, i in enumerate(block) if old_index[i] is not None]
+            kept = [False] * len(block)
+            if known_here:
+                old_masks = _stored(previous, "mask", [old_index[block[k]] for k in known_here])
+                for k, old in zip(known_here, old_masks, strict=True):
+                    kept[k] = bool(np.array_equal(old, masks[k]))
             if not (in_place and all(reusable(i) for i in block) and all(kept)):
                 args = (block[0], sources, masks, n_source, n_masked)
                 if distributed:

@@ -63,10 +63,13 @@ def create(
     references: Sequence[str],
     user_mask: np.ndarray,
     attrs: dict,
+    chunk_exposures: int = 1,
 ) -> None:
     """Create the store: coordinates, user mask and attributes now, arrays as empty chunks.
 
-    An existing store at ``path`` is replaced.
+    An existing store at ``path`` is replaced. ``source`` and ``mask`` are chunked
+    ``chunk_exposures`` exposures by the whole detector: the engine's block size, so that
+    a block is stored with one chunk write per array.
     """
     n = len(exposures)
     rows = [e.as_row() for e in exposures]
@@ -97,7 +100,7 @@ def create(
         )
     }
     coords["saturation_ref"] = ("exposure", np.array(list(references), dtype=str))
-    chunks3 = (1, *DETECTOR_SHAPE)
+    chunks3 = (max(1, min(chunk_exposures, n)), *DETECTOR_SHAPE)
     ds = xr.Dataset(
         {
             "source": (DIMS3, da.zeros((n, *DETECTOR_SHAPE), dtype=bool, chunks=chunks3)),
@@ -167,7 +170,12 @@ class Writer:
         import zarr
 
         self.path = path
-        self.group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+        group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+        # Array handles opened once: each group lookup reads the array's metadata file.
+        self.arrays = {
+            name: group[name]
+            for name in ("source", "mask", "n_source", "n_masked", "complete", "written")
+        }
 
     def block(
         self,
@@ -179,19 +187,19 @@ class Writer:
     ) -> None:
         """Write consecutive exposures' arrays, then mark them complete."""
         stop = start + len(sources)
-        self.group["source"][start:stop] = sources
-        self.group["mask"][start:stop] = masks
-        self.group["n_source"][start:stop] = n_source.astype(np.int64)
-        self.group["n_masked"][start:stop] = n_masked.astype(np.int64)
+        self.arrays["source"][start:stop] = sources
+        self.arrays["mask"][start:stop] = masks
+        self.arrays["n_source"][start:stop] = n_source.astype(np.int64)
+        self.arrays["n_masked"][start:stop] = n_masked.astype(np.int64)
         # Only after the arrays: a crash in between leaves the exposures incomplete.
-        self.group["complete"][start:stop] = True
+        self.arrays["complete"][start:stop] = True
 
     def written(self, indices: Sequence[int]) -> None:
         """Record that the outputs of these exposures are in place."""
         idx = sorted(indices)
         runs = np.split(np.asarray(idx), np.flatnonzero(np.diff(idx) != 1) + 1) if idx else []
         for run in runs:
-            self.group["written"][run[0] : run[-1] + 1] = True
+            self.arrays["written"][run[0] : run[-1] + 1] = True
 
 
 def update_attrs(path: str, attrs: dict) -> None:
