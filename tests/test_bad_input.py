@@ -339,3 +339,20 @@ def test_store_holds_no_pickled_or_object_data(tmp_path, prog):
             for hdu in hdul:
                 if hdu.data is not None and hasattr(hdu.data, "dtype"):
                     assert hdu.data.dtype.kind != "O"
+
+
+@pytest.mark.parametrize("reader_name", ["brightest_rows", "read_rows"])
+def test_input_shrunk_after_the_inventory_is_an_error_not_a_crash(inputs, reader_name):
+    from miripersist import reader
+
+    path = one(inputs)
+    exposure = read_exposure(str(path))
+    rows = slice(0, exposure.ysize)
+    read = getattr(reader, reader_name)
+    expected = read(str(path), exposure.sci, 0, exposure.ngroups, rows)
+    # Another process cuts the file between the inventory and the read.
+    os.truncate(path, exposure.sci.offset + 2880)
+    with pytest.raises(InputError) as info:
+        read(str(path), exposure.sci, 0, exposure.ngroups, rows)
+    assert str(info.value).startswith(str(path)) and "truncated" in str(info.value)
+    assert expected.shape[-2:] == (exposure.ysize, exposure.xsize)

@@ -1,8 +1,9 @@
 """Lazy source maps: dask arrays over detector tiles, reading only the bytes needed.
 
-Each tile task reads, with ``os.pread`` at the array's byte offset, the rows of the
-leading groups of the first integration that the tile and its growth halo cover, and
-applies the pure functions of :mod:`miripersist.saturation`. Reading the halo (the
+Each tile task maps, at the array's byte offset, the rows of the leading groups of the
+first integration that the tile and its growth halo cover, reduces them to their
+brightest value where they lie, and applies the pure functions of
+:mod:`miripersist.saturation`. Reading the halo (the
 reach of ``n_pix_grow_sat``) from disk makes tile seams invisible with no exchange
 between tasks, as ``map_overlap`` would need.
 """
@@ -10,6 +11,7 @@ between tasks, as ``map_overlap`` would need.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Sequence
 
@@ -71,6 +73,54 @@ def read_rows(
     return raw.astype(np.float64) * layout.bscale + layout.bzero
 
 
+def brightest_rows(
+    path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice
+) -> np.ndarray:
+    """The brightest of the leading groups of one integration, per pixel of whole rows.
+
+    For the usual raw data (16-bit integers, BZERO 32768) the groups are memory-mapped and
+    reduced where they lie: the stored order is the physical order, so only the one
+    brightest plane is converted, and nothing is copied first. Other encodings go
+    through :func:`read_rows`.
+
+    Returns
+    -------
+    ndarray, shape (nrows, nx)
+        Physical values (uint16 for the usual data).
+    """
+    if groups < 1:
+        raise ValueError("at least one group is needed")
+    if not (layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1):
+        return read_rows(path, layout, integration, groups, rows).max(axis=0)
+    _, ngroups, ny, nx = layout.shape
+    row_bytes = nx * 2
+    frame_bytes = ny * row_bytes
+    first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
+    end = first + (groups - 1) * frame_bytes + (rows.stop - rows.start) * row_bytes
+    base = first - first % mmap.ALLOCATIONGRANULARITY
+    with open(path, "rb") as fh:
+        # The inventory checked the size; check again just before mapping, since reading
+        # a mapping past the end of a file that shrank since would kill the process.
+        if os.fstat(fh.fileno()).st_size < end:
+            raise InputError(f"{path}: file is truncated (array data ends early)")
+        mapped = mmap.mmap(fh.fileno(), end - base, offset=base, access=mmap.ACCESS_READ)
+    ramp = None
+    try:
+        ramp = np.ndarray(
+            (groups, rows.stop - rows.start, nx),
+            dtype=">i2",
+            buffer=mapped,
+            offset=first - base,
+            strides=(frame_bytes, row_bytes, 2),
+        )
+        peak = np.maximum.reduce(ramp, axis=0).astype(np.int16, copy=False)
+    finally:
+        ramp = None  # the mapping cannot close while an array still points into it
+        mapped.close()
+    # Two's complement plus 32768 is the sign bit flipped.
+    return peak.view(np.uint16) ^ np.uint16(0x8000)
+
+
 def _tile_from_ramp(
     path: str,
     layout: ArrayLayout,
@@ -86,8 +136,9 @@ def _tile_from_ramp(
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
     src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
     for i in range(integrations):
-        data = read_rows(path, layout, i, groups, hy)[:, :, hx]
-        src |= sources_from_ramp(data, thresholds[hy, hx], grow_by)
+        # A pixel saturates within the groups exactly when their brightest value does.
+        peak = brightest_rows(path, layout, i, groups, hy)[np.newaxis, :, hx]
+        src |= sources_from_ramp(peak, thresholds[hy, hx], grow_by)
     return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
 
 
