@@ -299,23 +299,23 @@ def test_full_disk_leaves_nothing_partial_and_a_rerun_finishes(tmp_path, prog, m
     clean = tmp_path / "clean"
     run([prog.directory], str(clean), [prog.saturation_ref], Parameters(mode=mode))
     calls = {"n": 0}
-    real = wb.atomic_path
+    real = wb.atomic_output
 
     @contextlib.contextmanager
     def failing(final):
         calls["n"] += 1
-        with real(final) as tmp:
-            yield tmp
+        with real(final) as fd:
+            yield fd
             if calls["n"] == 3:  # the third file's bytes are in its temporary: disk full
                 raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(wb, "atomic_path", failing)
+    monkeypatch.setattr(wb, "atomic_output", failing)
     out = tmp_path / "out"
     with pytest.raises(MiripersistError, match="No space left on device") as info:
         run([prog.directory], str(out), [prog.saturation_ref], Parameters(mode=mode, batch=1))
     assert str(info.value).startswith(str(out))
     assert not list(out.glob(".tmp-*"))
-    monkeypatch.setattr(wb, "atomic_path", real)
+    monkeypatch.setattr(wb, "atomic_output", real)
     missing = int((~zarr.open_group(str(out / "persistence.zarr"), mode="r")["complete"][:]).sum())
     assert missing < 4
     ds = run([prog.directory], str(out), [prog.saturation_ref], Parameters(mode=mode, batch=1))

@@ -85,6 +85,8 @@ def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expecte
     from jwst.dq_init import DQInitStep
 
     exposures, _, masks = expected_masks
+    umask = os.umask(0o022)
+    os.umask(umask)
     run(
         [program.directory],
         str(tmp_path / "side"),
@@ -95,10 +97,9 @@ def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expecte
         side = tmp_path / "side" / e.name.replace("_uncal.fits", "_persistence_dq.fits")
         dq = fits.getdata(side)
         assert dq.dtype == np.uint32 and dq.shape == (e.ysize, e.xsize)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a bad CHECKSUM or DATASUM warns
-            with fits.open(side, checksum=True) as hdul:
-                assert hdul[0].header["CHECKSUM"] and hdul[0].header["MPNMASK"] == mask.sum()
+        assert fits.getheader(side)["MPNMASK"] == mask.sum()
+        # Created with the user's umask, like any file they write (not private to them).
+        assert side.stat().st_mode & 0o777 == 0o666 & ~umask
         result = DQInitStep.call(e.path, override_mask=program.mask_ref, user_supplied_dq=str(side))
         expected = np.where(mask, FLAGS, 0) | fits.getdata(program.mask_ref, "DQ")[e.window]
         np.testing.assert_array_equal(result.pixeldq, expected)

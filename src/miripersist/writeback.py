@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,16 +57,31 @@ def remove_stale_temporaries(directory: str) -> list[str]:
     return removed
 
 
+_SERIAL = itertools.count()
+
+
 @contextlib.contextmanager
-def atomic_path(final: str) -> Iterator[str]:
-    """Yield a temporary path beside ``final``; on success fsync it and rename it to ``final``."""
+def atomic_output(final: str) -> Iterator[int]:
+    """Yield a descriptor open on a new file beside ``final``; on success fsync and rename it.
+
+    The file is created with the process umask (``mkstemp`` would make it private), under
+    a name that says which host and process own it, so that killed runs' leftovers can
+    be recognised and removed.
+    """
     directory = os.path.dirname(os.path.abspath(final))
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=".fits", dir=directory)
-    os.close(fd)
+    while True:
+        tmp = os.path.join(directory, f"{_tmp_prefix()}{next(_SERIAL)}.fits")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # left by an earlier process that had this PID
+            continue
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            yield fd
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -165,26 +180,21 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
     size = os.path.getsize(exposure.path)
     pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
     hdu = fitsimage.hdu_bytes(_header("copy", dq.shape, cards), values, CHECKSUM_COMMENT)
-    with atomic_path(final) as tmp:
+    with atomic_output(final) as dst:
         src = os.open(exposure.path, os.O_RDONLY)
         try:
-            dst = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
-            try:
-                for offset, count in pieces:
-                    _copy_range(src, dst, offset, count)
-                _write_all(dst, hdu)
-            finally:
-                os.close(dst)
+            for offset, count in pieces:
+                _copy_range(src, dst, offset, count)
         finally:
             os.close(src)
+        _write_all(dst, hdu)
 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
-    hdu = fitsimage.hdu_bytes(_header("sidecar", dq.shape, cards), dq, CHECKSUM_COMMENT)
-    with atomic_path(final) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
-        try:
-            _write_all(fd, hdu)
-        finally:
-            os.close(fd)
+    # No CHECKSUM here: the data sum over 4 MB costs a tenth of the whole sidecar job, for
+    # a small derived file that dq_init does not verify and a rerun remakes; copies keep
+    # the convention of the uncal files they extend.
+    hdu = fitsimage.hdu_bytes(_header("sidecar", dq.shape, cards), dq)
+    with atomic_output(final) as fd:
+        _write_all(fd, hdu)
