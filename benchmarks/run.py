@@ -186,6 +186,7 @@ def plot(series: dict[str, list[dict]], path: str) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     by_groups: dict[str, list[tuple[int, float]]] = {}
+    several = sum(label.startswith("exposures") for label in series) > 1
     for label, rows in series.items():
         groups = rows[0]["ngroups"]
         for m, v in summarize(rows)["marginal_s"].items():
@@ -193,16 +194,19 @@ def plot(series: dict[str, list[dict]], path: str) -> None:
                 by_groups.setdefault(m, []).append((groups, 1000 * v))
         if not label.startswith("exposures"):
             continue
-        for m in METHODS:
+        style = "o-" if groups == min(r[0]["ngroups"] for r in series.values()) else "s--"
+        for i, m in enumerate(METHODS):
             pts = [(r["n"], r["methods"][m]) for r in rows if m in r["methods"]]
             if pts:
-                axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], "o-", label=m)
-                axes[1].plot(
-                    [n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], "o-", label=m
-                )
+                name = f"{m}, {groups} groups" if several else m
+                kw = {"label": name, "color": f"C{i}"}
+                axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], style, **kw)
+                axes[1].plot([n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], style, **kw)
     for m, pts in by_groups.items():
         pts.sort()
-        axes[2].plot([g for g, _ in pts], [v for _, v in pts], "o-", label=m)
+        axes[2].plot(
+            [g for g, _ in pts], [v for _, v in pts], "o-", label=m, color=f"C{METHODS.index(m)}"
+        )
     axes[0].set(
         xscale="log",
         yscale="log",
@@ -252,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="notebook,sidecar,copy,floor_sidecar,cp,cp_sync")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="JSON",
+        help="no runs: report and plot the series of these results.json files together",
+    )
+    parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench")
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.workdir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
+    if args.combine:
+        return combine(args.combine, args.out)
     env = offline_env(args.workdir)
     methods = args.methods.split(",")
     series: dict[str, list[dict]] = {}
@@ -282,14 +294,33 @@ def main(argv: list[str] | None = None) -> int:
             continue  # measured in the exposure series
         label = f"groups ({args.subarray}, {g} groups)"
         series[label] = [scale(int(n), int(g)) for n in args.group_exposures.split(",")]
+    save(series, startup, args.out)
+    return 0
+
+
+def save(series: dict[str, list[dict]], startup: dict, out: str) -> None:
+    """Print the report; write ``results.json`` and ``scaling.png`` into ``out``."""
     text = (
         report(series) + "\nstart-up (s): " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items())
     )
     print(text)
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as fh:
         summary = {label: summarize(rows) for label, rows in series.items()}
         json.dump(
             {"series": series, "summary": summary, "startup": startup, "report": text}, fh, indent=1
         )
-    plot(series, os.path.join(args.out, "scaling.png"))
+    plot(series, os.path.join(out, "scaling.png"))
+
+
+def combine(paths: list[str], out: str) -> int:
+    """One report and plot from the series of several runs' ``results.json``."""
+    series: dict[str, list[dict]] = {}
+    startup: dict = {}
+    for path in paths:
+        with open(path) as fh:
+            data = json.load(fh)
+        series.update(data["series"])
+        startup = startup or data["startup"]
+    save(series, startup, out)
     return 0
