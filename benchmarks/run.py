@@ -184,24 +184,29 @@ def plot(series: dict[str, list[dict]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     by_groups: dict[str, list[tuple[int, float]]] = {}
-    several = sum(label.startswith("exposures") for label in series) > 1
-    for label, rows in series.items():
-        groups = rows[0]["ngroups"]
+    exposure_series = [rows for label, rows in series.items() if label.startswith("exposures")]
+    styles = ["o-", "s--", "^:", "D-."]
+    group_style = {rows[0]["ngroups"]: styles[i % 4] for i, rows in enumerate(exposure_series)}
+    for rows in series.values():
         for m, v in summarize(rows)["marginal_s"].items():
             if v is not None:
-                by_groups.setdefault(m, []).append((groups, 1000 * v))
-        if not label.startswith("exposures"):
-            continue
-        style = "o-" if groups == min(r[0]["ngroups"] for r in series.values()) else "s--"
+                by_groups.setdefault(m, []).append((rows[0]["ngroups"], 1000 * v))
+    for rows in exposure_series:
+        style = group_style[rows[0]["ngroups"]]
         for i, m in enumerate(METHODS):
             pts = [(r["n"], r["methods"][m]) for r in rows if m in r["methods"]]
             if pts:
-                name = f"{m}, {groups} groups" if several else m
-                kw = {"label": name, "color": f"C{i}"}
+                kw = {"color": f"C{i}"}
                 axes[0].plot([n for n, _ in pts], [s["wall_s"] / n for n, s in pts], style, **kw)
                 axes[1].plot([n for n, _ in pts], [s["peak_rss_mib"] for _, s in pts], style, **kw)
+    # Colour is the method, line style the ramp length.
+    handles = [plt.Line2D([], [], color=f"C{i}", label=m) for i, m in enumerate(METHODS)]
+    handles += [
+        plt.Line2D([], [], color="grey", linestyle=st[1:], marker=st[0], label=f"{g} groups")
+        for g, st in group_style.items()
+    ]
     for m, pts in by_groups.items():
         pts.sort()
         axes[2].plot(
@@ -227,9 +232,8 @@ def plot(series: dict[str, list[dict]], path: str) -> None:
         ylabel="marginal ms / exposure",
         title="Marginal cost against ramp length",
     )
-    axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
