@@ -8,6 +8,7 @@ writing overlap. Memory is bounded by the block size, not by the number of expos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -467,11 +468,12 @@ def run(
                 if same:
                     counts["unchanged"] += 1
                 else:
-                    files.append(
-                        dask.delayed(_write_one, pure=False)(
-                            exposures[i], applied[k], outputs[i], params
-                        )
+                    # A partial is one opaque leaf: dask would otherwise walk the Exposure
+                    # and Parameters dataclasses of every call while holding the GIL.
+                    write = functools.partial(
+                        _write_one, exposures[i], applied[k], outputs[i], params
                     )
+                    files.append(dask.delayed(write, pure=False)())
                 if not (same and in_place):
                     to_mark.append(i)
             done += len(block)
