@@ -83,7 +83,9 @@ def atomic_output(final: str) -> Iterator[int]:
             if hasattr(os, "posix_fadvise"):
                 # Written and on disk: let the kernel drop its pages, so that a large run's
                 # outputs do not push its inputs (still to be read) out of the page cache.
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                # Advice only: a file system that refuses it loses nothing.
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
         os.replace(tmp, final)
