@@ -81,6 +81,16 @@ def test_copy_mode_matches_pipeline_and_survives_dq_init(tmp_path, program, expe
                 assert hdul["PIXELDQ"].header["CHECKSUM"]
 
 
+def test_copies_are_the_same_without_copy_file_range(tmp_path, program, monkeypatch):
+    # macOS and Windows have no os.copy_file_range: the plain read/write path must give the
+    # same bytes.
+    run([program.directory], str(tmp_path / "kernel"), [program.saturation_ref])
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    run([program.directory], str(tmp_path / "plain"), [program.saturation_ref])
+    kernel = {p.name: sha256(p) for p in (tmp_path / "kernel").glob("*.fits")}
+    assert kernel and kernel == {p.name: sha256(p) for p in (tmp_path / "plain").glob("*.fits")}
+
+
 def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expected_masks):
     from jwst.dq_init import DQInitStep
 

@@ -95,9 +95,18 @@ def atomic_output(final: str) -> Iterator[int]:
         raise
 
 
+def _write_all(fd: int, buffers: list) -> None:
+    for buf in buffers:
+        view = memoryview(buf).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
+
+
 def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
     """Append ``count`` bytes of ``src`` from ``offset`` to ``dst``, in the kernel where it can."""
     try:
+        if not hasattr(os, "copy_file_range"):  # macOS, Windows
+            raise OSError(errno.ENOSYS, "no copy_file_range")
         while count > 0:
             done = os.copy_file_range(src, dst, count, offset)
             if done == 0:
@@ -111,9 +120,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
             chunk = os.pread(src, min(count, 1 << 22), offset)
             if not chunk:
                 raise OSError(errno.EIO, "input file ended early") from None
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(dst, view) :]
+            _write_all(dst, [chunk])
             offset += len(chunk)
             count -= len(chunk)
 
@@ -156,13 +163,6 @@ def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> fits
     if "MPNMASK" in cards:
         header["MPNMASK"] = cards["MPNMASK"]
     return header
-
-
-def _write_all(fd: int, buffers: list) -> None:
-    for buf in buffers:
-        view = memoryview(buf).cast("B")
-        while view:
-            view = view[os.write(fd, view) :]
 
 
 def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
