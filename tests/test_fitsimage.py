@@ -14,9 +14,11 @@ from miripersist import fitsimage
 
 
 def _ours(header: fits.Header, values: np.ndarray, comment: str | None) -> bytes:
-    return b"".join(
-        bytes(memoryview(b).cast("B")) for b in fitsimage.hdu_bytes(header, values, comment)
-    )
+    size = fitsimage.hdu_size(header, checksum=comment is not None)
+    # Stale bytes in the buffer must not leak into the HDU.
+    buffer = bytearray(b"\xa5" * (size + 7))
+    assert fitsimage.hdu_into(buffer, header, values, comment) == size
+    return bytes(buffer[:size])
 
 
 def _astropy(values: np.ndarray, primary: bool, comment: str | None) -> bytes:
@@ -72,4 +74,4 @@ def test_full_frame_round_trip_and_checksum(tmp_path):
 def test_shape_must_match_header():
     header = fitsimage.image_header((4, 5), primary=True)
     with pytest.raises(ValueError, match="does not match"):
-        fitsimage.hdu_bytes(header, np.zeros((5, 4), np.uint32))
+        fitsimage.hdu_into(bytearray(8000), header, np.zeros((5, 4), np.uint32))

@@ -2,9 +2,10 @@
 
 A DQ image written by ``astropy.io.fits`` costs several milliseconds beyond the disk:
 the unsigned data are scaled into a new array, byte-swapped into another, and the
-checksum walks them once more. Here the stored words are made in one pass, the data
-sum is one numpy reduction, and the header is astropy's own serialisation, so the
-bytes are exactly those astropy writes (the tests compare them).
+checksum walks them once more. Here the stored words are made in one pass, straight
+into the caller's output buffer, the data sum is one numpy reduction, and the header is
+astropy's own serialisation, so the bytes are exactly those astropy writes (the tests
+compare them).
 
 FITS stores uint32 as BITPIX 32 with BZERO 2**31: the stored big-endian int32 word of
 a value is the value with its top bit flipped.
@@ -19,13 +20,6 @@ BLOCK = 2880
 _TOP_BIT = np.uint32(1 << 31)
 # Characters the FITS checksum encoding must avoid (punctuation between digits and letters).
 _EXCLUDE = frozenset(b":;<=>?@[\\]^_`")
-
-
-def stored_words(values: np.ndarray) -> np.ndarray:
-    """The big-endian words FITS stores for uint32 ``values`` (BITPIX 32, BZERO 2**31)."""
-    words = np.empty(values.shape, dtype=">u4")
-    np.bitwise_xor(values, _TOP_BIT, out=words, casting="unsafe")
-    return words
 
 
 def ones_complement_sum(words: np.ndarray, start: int = 0) -> int:
@@ -72,13 +66,33 @@ def image_header(
     return header
 
 
-def hdu_bytes(
-    header: fits.Header, values: np.ndarray, checksum_comment: str | None = None
-) -> list[bytes | np.ndarray]:
-    """Header, data and padding of a uint32 image HDU, ready for ``os.writev``.
+def hdu_size(header: fits.Header, checksum: bool = False) -> int:
+    """Bytes of the uint32 image HDU that :func:`hdu_into` makes from ``header``."""
+    if checksum:
+        header = _with_checksum_cards(header, "")
+    data = 4 * header["NAXIS1"] * header["NAXIS2"]
+    return len(header.tostring()) + data + (-data % BLOCK)
+
+
+def _with_checksum_cards(header: fits.Header, comment: str) -> fits.Header:
+    header = header.copy()
+    header["CHECKSUM"] = ("0" * 16, comment)
+    header["DATASUM"] = ("0", comment)
+    return header
+
+
+def hdu_into(
+    buffer, header: fits.Header, values: np.ndarray, checksum_comment: str | None = None
+) -> int:
+    """Write the header, data and padding of a uint32 image HDU into ``buffer``.
+
+    The stored words are made in place, so a page-aligned buffer can go to the disk as it
+    is (direct I/O) with no further copy.
 
     Parameters
     ----------
+    buffer : writable buffer
+        At least :func:`hdu_size` bytes; the HDU starts at its first byte.
     header : astropy.io.fits.Header
         From :func:`image_header` plus any cards of the caller's (not modified).
     values : ndarray of uint32, shape (NAXIS2, NAXIS1)
@@ -88,19 +102,25 @@ def hdu_bytes(
 
     Returns
     -------
-    list
-        Buffers to write in order; their lengths sum to a multiple of 2880.
+    int
+        Bytes written: the HDU's length, a multiple of 2880.
     """
     if values.shape != (header["NAXIS2"], header["NAXIS1"]):
         raise ValueError(f"image shape {values.shape} does not match its header")
-    words = stored_words(values)
     if checksum_comment is not None:
-        header = header.copy()
+        header = _with_checksum_cards(header, checksum_comment)
+    # CHECKSUM and DATASUM are fixed-width values: the header's length is known now.
+    head_len = len(header.tostring())
+    view = memoryview(buffer).cast("B")
+    words = np.frombuffer(view, dtype=">u4", count=values.size, offset=head_len)
+    np.bitwise_xor(values.reshape(-1), _TOP_BIT, out=words, casting="unsafe")
+    end = head_len + words.nbytes
+    pad = -end % BLOCK
+    view[end : end + pad] = bytes(pad)
+    if checksum_comment is not None:
         datasum = ones_complement_sum(words)
-        header["CHECKSUM"] = ("0" * 16, checksum_comment)
         header["DATASUM"] = (str(datasum), checksum_comment)
         text = np.frombuffer(header.tostring().encode("ascii"), dtype=">u4")
         header["CHECKSUM"] = encode_checksum(~ones_complement_sum(text, datasum) & 0xFFFFFFFF)
-    head = header.tostring().encode("ascii")
-    pad = -words.nbytes % BLOCK
-    return [head, words, bytes(pad)]
+    view[:head_len] = header.tostring().encode("ascii")
+    return end + pad

@@ -11,8 +11,10 @@ import contextlib
 import errno
 import functools
 import itertools
+import mmap
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -102,6 +104,60 @@ def _write_all(fd: int, buffers: list) -> None:
             view = view[os.write(fd, view) :]
 
 
+# Direct I/O moves whole pages between a page-aligned buffer and the disk.
+_PAGE = mmap.PAGESIZE
+_staging = threading.local()
+
+
+def _staging_buffer(nbytes: int) -> memoryview:
+    """A page-aligned buffer of at least ``nbytes``, one per thread, reused file after file."""
+    buffer = getattr(_staging, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = mmap.mmap(-1, nbytes + (-nbytes % _PAGE))
+        _staging.buffer = buffer
+    return memoryview(buffer)[:nbytes]
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Switch direct I/O on or off for ``fd``; False where the system or file system has none."""
+    import fcntl  # POSIX only, as O_DIRECT
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    return True
+
+
+def _write_staged(fd: int, data: memoryview) -> None:
+    """Write ``data`` (a staging buffer) at the descriptor's position, which is 0.
+
+    The whole pages go straight to the disk (``O_DIRECT``): a DQ image written through
+    the page cache costs 1 to 6 ms of CPU in page allocation and reclaim, and the page
+    cache then holds it for nothing. The last partial page is written normally; the
+    caller's fsync makes all of it durable. Where direct I/O is refused (tmpfs, macOS,
+    some network file systems), everything is written normally.
+    """
+    written = 0
+    bulk = len(data) - len(data) % _PAGE
+    if bulk and hasattr(os, "O_DIRECT") and _set_direct(fd, True):
+        try:
+            while written < bulk:
+                done = os.write(fd, data[written:bulk])
+                written += done
+                if done % _PAGE:
+                    break  # a short write leaves the rest unaligned
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # the alignment this file system wants is another
+                raise
+        finally:
+            _set_direct(fd, False)
+    _write_all(fd, [data[written:]])
+
+
 def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
     """Append ``count`` bytes of ``src`` from ``offset`` to ``dst``, in the kernel where it can."""
     try:
@@ -185,7 +241,9 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
     values = dq if old is None else (old | dq)
     size = os.path.getsize(exposure.path)
     pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
-    hdu = fitsimage.hdu_bytes(_header("copy", dq.shape, cards), values, CHECKSUM_COMMENT)
+    header = _header("copy", dq.shape, cards)
+    hdu = _staging_buffer(fitsimage.hdu_size(header, checksum=True))
+    fitsimage.hdu_into(hdu, header, values, CHECKSUM_COMMENT)
     with atomic_output(final) as dst:
         src = os.open(exposure.path, os.O_RDONLY)
         try:
@@ -193,7 +251,7 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
                 _copy_range(src, dst, offset, count)
         finally:
             os.close(src)
-        _write_all(dst, hdu)
+        _write_all(dst, [hdu])
 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
@@ -201,6 +259,8 @@ def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     # No CHECKSUM here: the data sum over 4 MB costs a tenth of the whole sidecar job, for
     # a small derived file that dq_init does not verify and a rerun remakes; copies keep
     # the convention of the uncal files they extend.
-    hdu = fitsimage.hdu_bytes(_header("sidecar", dq.shape, cards), dq)
+    header = _header("sidecar", dq.shape, cards)
+    hdu = _staging_buffer(fitsimage.hdu_size(header))
+    fitsimage.hdu_into(hdu, header, dq)
     with atomic_output(final) as fd:
-        _write_all(fd, hdu)
+        _write_staged(fd, hdu)

@@ -1,0 +1,145 @@
+"""The lean header reader gives the values astropy gives, card for card."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from miripersist.headers import HeaderError, card_value, read_header
+
+
+def _astropy_value(image: bytes) -> object:
+    return fits.Card.fromstring(image.decode("ascii")).value
+
+
+def _same(ours: object, theirs: object) -> bool:
+    if isinstance(theirs, float) and math.isnan(theirs):
+        return isinstance(ours, float) and math.isnan(ours)
+    return type(ours) is type(theirs) and ours == theirs
+
+
+printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+values = st.one_of(
+    st.integers(-(2**62), 2**62),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    printable,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.one_of(st.just(""), printable))
+def test_values_of_cards_astropy_writes(value, comment):
+    try:
+        image = fits.Card("KEYWORD", value, comment).image.encode("ascii")
+    except ValueError:  # too long for one card
+        return
+    assert _same(card_value(image), _astropy_value(image))
+
+
+# Other writers' spellings: fixed and free format, D exponents, signs, odd blanks.
+ODD = [
+    "= 1.5D+03",
+    "= 1.5d-3 / lower-case exponent",
+    "=  +0007",
+    "= -.5E2",
+    "= 5.",
+    "= 'O''HARA'  / doubled quote",
+    "= 'trailing   '",
+    "= ''",
+    "= '  '",
+    "=                    T",
+    "= F / false",
+    "= 1 2",
+    "= abc",
+    "=",
+    "= / only a comment",
+    "='no space'",
+    "= 'unterminated",
+    "= (1.0, 2.0)",
+    "= 3 / comment with 'quotes' and / slashes",
+    "= - 5",
+    "= 1.0E",
+    "= 1e5",
+]
+
+
+def _outcome(parse, image: bytes) -> tuple[str, object]:
+    try:
+        return "value", parse(image)
+    except Exception as exc:  # astropy's own kinds of error, for unparsable cards
+        return "error", type(exc)
+
+
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
+@pytest.mark.parametrize("tail", ODD)
+def test_values_of_odd_cards(tail):
+    image = f"{'KEYWORD':8s}{tail}".ljust(80).encode("ascii")
+    ours, theirs = _outcome(card_value, image), _outcome(_astropy_value, image)
+    assert ours[0] == theirs[0]
+    assert _same(ours[1], theirs[1]) if ours[0] == "value" else ours[1] is theirs[1]
+
+
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(list("0123456789+-.EeDdTF' /abx")), max_size=30))
+def test_values_of_random_value_fields(tail):
+    image = f"KEYWORD = {tail}".ljust(80).encode("ascii")
+    ours, theirs = _outcome(card_value, image), _outcome(_astropy_value, image)
+    assert ours[0] == theirs[0]
+    assert _same(ours[1], theirs[1]) if ours[0] == "value" else ours[1] is theirs[1]
+
+
+def _header_file(header: fits.Header) -> io.BytesIO:
+    return io.BytesIO(header.tostring().encode("ascii") + b"\0" * 2880)
+
+
+def test_header_matches_astropy_and_ends_at_its_last_block():
+    header = fits.Header()
+    header["SIMPLE"] = True
+    header["NAXIS"] = 0
+    for k in range(120):  # several blocks
+        header[f"KEY{k}"] = (k * 1.5, "a comment")
+    header["DUP"] = 1
+    header.append(("DUP", 2))  # astropy's header["DUP"] is the first
+    header.add_history("history has no value")
+    header["LONGSTR"] = "x" * 150  # CONTINUE cards follow
+    header["HIERARCH a long keyword"] = 5
+    header["FILTER"] = "F770W"
+    fh = _header_file(header)
+    cards, length = read_header(fh)
+    assert length == len(header.tostring()) == fh.tell()
+    for key in ("NAXIS", "KEY0", "KEY119", "DUP", "FILTER", "filter"):
+        assert _same(cards[key], header[key])
+    assert cards.get("MISSING", 7) == 7 and "HISTORY" not in cards
+
+
+def test_header_without_end_is_an_error():
+    image = fits.Header({"SIMPLE": True}).tostring().encode("ascii")[:2880]
+    missing_end = image.replace(b"END" + b" " * 77, b" " * 80)
+    with pytest.raises(HeaderError, match="no END card"):
+        read_header(io.BytesIO(missing_end + b" " * 100))
+
+
+def test_values_of_a_simulated_uncal_file(tmp_path):
+    from miripersist import simulate
+
+    program = simulate.make_program(str(tmp_path), n_exposures=1, ngroups=4)
+    path = program.files[0]
+    with fits.open(path) as hdul, open(path, "rb") as fh:
+        for hdu in hdul:
+            fh.seek(hdu.fileinfo()["hdrLoc"])
+            cards, _ = read_header(fh)
+            for card in hdu.header.cards:
+                if card.keyword not in ("", "HISTORY", "COMMENT") and not card.keyword.startswith(
+                    "HIERARCH"
+                ):
+                    want = hdu.header[card.keyword]
+                    assert _same(cards[card.keyword], want), card.keyword
+    assert np.isfinite(cards.get("NAXIS", 0))
