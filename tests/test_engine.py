@@ -91,6 +91,19 @@ def test_copies_are_the_same_without_copy_file_range(tmp_path, program, monkeypa
     assert kernel and kernel == {p.name: sha256(p) for p in (tmp_path / "plain").glob("*.fits")}
 
 
+def test_sidecars_are_the_same_where_direct_io_is_refused(tmp_path, program, monkeypatch):
+    # tmpfs, macOS and some network file systems refuse O_DIRECT: the plain writes must
+    # give the same bytes.
+    import miripersist.writeback as wb
+
+    params = Parameters(mode="sidecar")
+    run([program.directory], str(tmp_path / "direct"), [program.saturation_ref], params)
+    monkeypatch.setattr(wb, "_set_direct", lambda fd, on: False)
+    run([program.directory], str(tmp_path / "plain"), [program.saturation_ref], params)
+    direct = {p.name: sha256(p) for p in (tmp_path / "direct").glob("*.fits")}
+    assert direct and direct == {p.name: sha256(p) for p in (tmp_path / "plain").glob("*.fits")}
+
+
 def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expected_masks):
     from jwst.dq_init import DQInitStep
 

@@ -33,6 +33,7 @@ values = st.one_of(
 )
 
 
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
 @settings(max_examples=400, deadline=None)
 @given(values, st.one_of(st.just(""), printable))
 def test_values_of_cards_astropy_writes(value, comment):
