@@ -100,18 +100,21 @@ def run_scale(
 ) -> dict:
     """Time every method on one data set; median of ``repeats``."""
     program = build(os.path.join(workdir, f"data_{subarray}_{n}x{ngroups}"), n, ngroups, subarray)
-    results = {}
-    for name in methods:
-        samples = []
-        for _ in range(repeats):
+    samples: dict[str, list[dict]] = {name: [] for name in methods}
+    # Round robin: a slow minute on the shared host hits every method's samples alike,
+    # instead of all the samples of whichever method ran then.
+    for _ in range(repeats):
+        for name in methods:
             warm(program.files)
             out = tempfile.mkdtemp(dir=workdir, prefix="out-")
             try:
-                samples.append(measure(commands(program, out)[name], env))
+                samples[name].append(measure(commands(program, out)[name], env))
             finally:
                 shutil.rmtree(out, ignore_errors=True)
-        best = sorted(samples, key=lambda s: s["wall_s"])[len(samples) // 2]
-        best["wall_s"] = statistics.median(s["wall_s"] for s in samples)
+    results = {}
+    for name in methods:
+        best = sorted(samples[name], key=lambda s: s["wall_s"])[len(samples[name]) // 2]
+        best["wall_s"] = statistics.median(s["wall_s"] for s in samples[name])
         best["exposures_per_s"] = n / best["wall_s"]
         results[name] = best
         print(
