@@ -13,6 +13,7 @@ import numpy as np
 
 # Imported here, not in the timed functions: asv would otherwise time the first import.
 from miripersist import Parameters, run, simulate
+from miripersist.inventory import read_exposure
 from miripersist.saturation import sources_from_ramp
 from miripersist.scan import exclusive_scan, new_carry
 
@@ -44,6 +45,18 @@ class Engine:
 
     def peakmem_run(self, cache, mode):
         self._run(cache, mode)
+
+
+class Inventory:
+    """Describing uncal files from their headers (the one serial stage before the run)."""
+
+    def setup_cache(self):
+        program = simulate.make_program(os.path.abspath("asv-inventory"), n_exposures=4, ngroups=3)
+        return program.files
+
+    def time_read_exposure(self, files):
+        for path in files:
+            read_exposure(path)
 
 
 class Science:

@@ -122,11 +122,13 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
     }
 
 
-def _write_one(exposure: Exposure, applied: np.ndarray, final: str, params: Parameters) -> str:
+def _write_one(
+    exposure: Exposure, applied: np.ndarray, n_masked: int, final: str, params: Parameters
+) -> str:
     # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there.
     dq = applied.astype(np.uint32)
     dq *= np.uint32(params.flags)
-    cards = _header_cards(params, int(np.count_nonzero(applied)))
+    cards = _header_cards(params, n_masked)
     try:
         if params.mode == "copy":
             write_copy(exposure, dq, final, cards)
@@ -472,7 +474,7 @@ def run(
                     # A partial is one opaque leaf: dask would otherwise walk the Exposure
                     # and Parameters dataclasses of every call while holding the GIL.
                     write = functools.partial(
-                        _write_one, exposures[i], applied[k], outputs[i], params
+                        _write_one, exposures[i], applied[k], int(n_masked[k]), outputs[i], params
                     )
                     files.append(dask.delayed(write, pure=False)())
                 if not (same and in_place):
