@@ -14,10 +14,11 @@ from miripersist import fitsimage
 
 
 def _ours(header: fits.Header, values: np.ndarray, comment: str | None) -> bytes:
-    size = fitsimage.hdu_size(header, checksum=comment is not None)
+    head = fitsimage.serialise(header, comment)
+    size = fitsimage.hdu_size(head)
     # Stale bytes in the buffer must not leak into the HDU.
     buffer = bytearray(b"\xa5" * (size + 7))
-    assert fitsimage.hdu_into(buffer, header, values, comment) == size
+    assert fitsimage.hdu_into(buffer, head, values, comment) == size
     return bytes(buffer[:size])
 
 
@@ -74,4 +75,18 @@ def test_full_frame_round_trip_and_checksum(tmp_path):
 def test_shape_must_match_header():
     header = fitsimage.image_header((4, 5), primary=True)
     with pytest.raises(ValueError, match="does not match"):
-        fitsimage.hdu_into(bytearray(8000), header, np.zeros((5, 4), np.uint32))
+        fitsimage.hdu_into(
+            bytearray(8000), fitsimage.serialise(header), np.zeros((5, 4), np.uint32)
+        )
+
+
+def test_replaced_card_equals_astropy_header_edit():
+    header = fitsimage.image_header((3, 4), primary=True)
+    header["MPNMASK"] = (0, "pixels flagged")
+    header["AFTER"] = ("x", "a card after it")
+    edited = header.copy()
+    edited["MPNMASK"] = (123456, "pixels flagged")
+    head = fitsimage.replace_card(fitsimage.serialise(header), "MPNMASK", 123456, "pixels flagged")
+    assert head == fitsimage.serialise(edited)
+    with pytest.raises(KeyError, match="no NOSUCH card"):
+        fitsimage.replace_card(head, "NOSUCH", 1, "")

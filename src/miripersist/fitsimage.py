@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
+from .headers import card_value
+
 BLOCK = 2880
+CARD = 80
 _TOP_BIT = np.uint32(1 << 31)
 # Characters the FITS checksum encoding must avoid (punctuation between digits and letters).
 _EXCLUDE = frozenset(b":;<=>?@[\\]^_`")
@@ -66,24 +69,55 @@ def image_header(
     return header
 
 
-def hdu_size(header: fits.Header, checksum: bool = False) -> int:
-    """Bytes of the uint32 image HDU that :func:`hdu_into` makes from ``header``."""
-    if checksum:
-        header = _with_checksum_cards(header, "")
-    data = 4 * header["NAXIS1"] * header["NAXIS2"]
-    return len(header.tostring()) + data + (-data % BLOCK)
+def serialise(header: fits.Header, checksum_comment: str | None = None) -> bytes:
+    """The header as written, with zero CHECKSUM and DATASUM cards if a comment is given.
+
+    Serialising is astropy's: the costly part of a header, done once for a template that
+    :func:`replace_card` then edits per file.
+    """
+    if checksum_comment is not None:
+        header = header.copy()
+        header["CHECKSUM"] = ("0" * 16, checksum_comment)
+        header["DATASUM"] = ("0", checksum_comment)
+    return header.tostring().encode("ascii")
 
 
-def _with_checksum_cards(header: fits.Header, comment: str) -> fits.Header:
-    header = header.copy()
-    header["CHECKSUM"] = ("0" * 16, comment)
-    header["DATASUM"] = ("0", comment)
-    return header
+def _card_at(head: bytes, keyword: str) -> int:
+    key = keyword.ljust(8).encode("ascii")
+    for at in range(0, len(head), CARD):
+        if head[at : at + 8] == key:
+            return at
+    raise KeyError(f"no {keyword} card in the header")
 
 
-def hdu_into(
-    buffer, header: fits.Header, values: np.ndarray, checksum_comment: str | None = None
-) -> int:
+def replace_card(head: bytes, keyword: str, value: object, comment: str) -> bytes:
+    """``head`` with the first ``keyword`` card replaced by one of ``value`` and ``comment``.
+
+    The new card must fit one 80-character image, as every value here does.
+    """
+    image = fits.Card(keyword, value, comment).image.encode("ascii")
+    if len(image) != CARD:
+        raise ValueError(f"{keyword} card does not fit one card image")
+    at = _card_at(head, keyword)
+    return head[:at] + image + head[at + CARD :]
+
+
+def hdu_size(head: bytes) -> int:
+    """Bytes of the uint32 image HDU that :func:`hdu_into` makes with the header ``head``."""
+    ny, nx = _image_shape(head)
+    data = 4 * nx * ny
+    return len(head) + data + (-data % BLOCK)
+
+
+def _image_shape(head: bytes) -> tuple[int, int]:
+    def axis(k: int) -> int:
+        at = _card_at(head, f"NAXIS{k}")
+        return int(card_value(head[at : at + CARD]))
+
+    return axis(2), axis(1)
+
+
+def hdu_into(buffer, head: bytes, values: np.ndarray, checksum_comment: str | None = None) -> int:
     """Write the header, data and padding of a uint32 image HDU into ``buffer``.
 
     The stored words are made in place, so a page-aligned buffer can go to the disk as it
@@ -93,34 +127,35 @@ def hdu_into(
     ----------
     buffer : writable buffer
         At least :func:`hdu_size` bytes; the HDU starts at its first byte.
-    header : astropy.io.fits.Header
-        From :func:`image_header` plus any cards of the caller's (not modified).
+    head : bytes
+        The header from :func:`serialise`, with its CHECKSUM and DATASUM cards (zero) if
+        ``checksum_comment`` is given.
     values : ndarray of uint32, shape (NAXIS2, NAXIS1)
         The image.
     checksum_comment : str, optional
-        Add DATASUM and CHECKSUM cards with this comment (as ``add_checksum(when=...)``).
+        Fill in the DATASUM and CHECKSUM cards, with this comment (as
+        ``add_checksum(when=...)``).
 
     Returns
     -------
     int
         Bytes written: the HDU's length, a multiple of 2880.
     """
-    if values.shape != (header["NAXIS2"], header["NAXIS1"]):
+    if values.shape != _image_shape(head):
         raise ValueError(f"image shape {values.shape} does not match its header")
-    if checksum_comment is not None:
-        header = _with_checksum_cards(header, checksum_comment)
-    # CHECKSUM and DATASUM are fixed-width values: the header's length is known now.
-    head_len = len(header.tostring())
     view = memoryview(buffer).cast("B")
-    words = np.frombuffer(view, dtype=">u4", count=values.size, offset=head_len)
+    words = np.frombuffer(view, dtype=">u4", count=values.size, offset=len(head))
     np.bitwise_xor(values.reshape(-1), _TOP_BIT, out=words, casting="unsafe")
-    end = head_len + words.nbytes
+    end = len(head) + words.nbytes
     pad = -end % BLOCK
     view[end : end + pad] = bytes(pad)
     if checksum_comment is not None:
         datasum = ones_complement_sum(words)
-        header["DATASUM"] = (str(datasum), checksum_comment)
-        text = np.frombuffer(header.tostring().encode("ascii"), dtype=">u4")
-        header["CHECKSUM"] = encode_checksum(~ones_complement_sum(text, datasum) & 0xFFFFFFFF)
-    view[:head_len] = header.tostring().encode("ascii")
+        # The checksum is over the header with CHECKSUM zero and DATASUM filled in.
+        head = replace_card(head, "DATASUM", str(datasum), checksum_comment)
+        total = ones_complement_sum(np.frombuffer(head, dtype=">u4"), datasum)
+        head = replace_card(
+            head, "CHECKSUM", encode_checksum(~total & 0xFFFFFFFF), checksum_comment
+        )
+    view[: len(head)] = head
     return end + pad

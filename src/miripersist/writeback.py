@@ -205,22 +205,22 @@ def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None
 
 
 @functools.lru_cache(maxsize=64)
-def _template(
-    kind: str, shape: tuple[int, int], cards: tuple[tuple[str, object], ...]
-) -> fits.Header:
-    """Header of an output image with its provenance; built once a run, copied per file."""
+def _template(kind: str, shape: tuple[int, int], cards: tuple[tuple[str, object], ...]) -> bytes:
+    """Serialised header of an output image with its provenance; made once a run."""
     header = fitsimage.image_header(shape, primary=kind == "sidecar", extname=PIXELDQ)
     provenance(header, dict(cards))
-    return header
+    return fitsimage.serialise(header, CHECKSUM_COMMENT if kind == "copy" else None)
 
 
-def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> fits.Header:
-    # The count differs per file; everything else is fixed for the run.
-    fixed = {k: (0, "") if k == "MPNMASK" else v for k, v in cards.items()}
-    header = _template(kind, tuple(shape), tuple(fixed.items())).copy()
-    if "MPNMASK" in cards:
-        header["MPNMASK"] = cards["MPNMASK"]
-    return header
+def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> bytes:
+    # The count differs per file; everything else is fixed for the run, so the template is
+    # serialised once and only the count's card is replaced.
+    count = cards.get("MPNMASK")
+    fixed = {k: (0, v[1]) if k == "MPNMASK" else v for k, v in cards.items()}
+    head = _template(kind, tuple(shape), tuple(fixed.items()))
+    if count is not None:
+        head = fitsimage.replace_card(head, "MPNMASK", *count)
+    return head
 
 
 def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
@@ -243,9 +243,9 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
     values = dq if old is None else (old | dq)
     size = os.path.getsize(exposure.path)
     pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
-    header = _header("copy", dq.shape, cards)
-    hdu = _staging_buffer(fitsimage.hdu_size(header, checksum=True))
-    fitsimage.hdu_into(hdu, header, values, CHECKSUM_COMMENT)
+    head = _header("copy", dq.shape, cards)
+    hdu = _staging_buffer(fitsimage.hdu_size(head))
+    fitsimage.hdu_into(hdu, head, values, CHECKSUM_COMMENT)
     with atomic_output(final) as dst:
         src = os.open(exposure.path, os.O_RDONLY)
         try:
@@ -261,8 +261,8 @@ def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     # No CHECKSUM here: the data sum over 4 MB costs a tenth of the whole sidecar job, for
     # a small derived file that dq_init does not verify and a rerun remakes; copies keep
     # the convention of the uncal files they extend.
-    header = _header("sidecar", dq.shape, cards)
-    hdu = _staging_buffer(fitsimage.hdu_size(header))
-    fitsimage.hdu_into(hdu, header, dq)
+    head = _header("sidecar", dq.shape, cards)
+    hdu = _staging_buffer(fitsimage.hdu_size(head))
+    fitsimage.hdu_into(hdu, head, dq)
     with atomic_output(final) as fd:
         _write_staged(fd, hdu)
