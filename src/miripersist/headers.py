@@ -53,7 +53,7 @@ class HeaderError(ValueError):
 
 
 class Cards(Mapping[str, object]):
-    """The keyword cards of one header, values parsed by astropy at first use.
+    """The keyword cards of one header, each value parsed at first use (:func:`card_value`).
 
     Lookups are case-insensitive; a keyword that occurs twice means its first card, as
     in ``astropy.io.fits.Header``.
