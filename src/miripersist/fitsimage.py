@@ -16,10 +16,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
-from .headers import card_value
+from .headers import BLOCK, CARD, card_value
 
-BLOCK = 2880
-CARD = 80
 _TOP_BIT = np.uint32(1 << 31)
 # Characters the FITS checksum encoding must avoid (punctuation between digits and letters).
 _EXCLUDE = frozenset(b":;<=>?@[\\]^_`")
