@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,7 +99,13 @@ def test_stopped_run_resumes_to_identical_outputs(tmp_path, longer, reference_ru
     assert not list(out.glob(".tmp-*"))
     np.testing.assert_array_equal(ds["mask"].values, ref_ds["mask"].values)
     again = run([longer.directory], str(out), [longer.saturation_ref], Parameters(batch=1))
-    assert again.attrs["last_run"] == {"computed": 0, "reused": 24, "written": 0, "unchanged": 24}
+    assert again.attrs["last_run"] == {
+        "computed": 0,
+        "reused": 24,
+        "written": 0,
+        "unchanged": 24,
+        "retained": 0,
+    }
 
 
 def _subset(longer, tmp_path, keep):
@@ -217,9 +224,15 @@ def test_leftovers_of_a_killed_incremental_run_are_cleaned(tmp_path, longer):
     run([longer.directory], str(out), [longer.saturation_ref])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    host = socket.gethostname()
     for kind in ("new", "tmp", "old"):
-        (out / f"persistence.zarr.{kind}-{dead.pid}").mkdir()
-    (out / f"persistence.zarr.new-{os.getpid()}").mkdir()  # a live process's: kept
+        (out / f"persistence.zarr.{kind}-{host}-{dead.pid}").mkdir()
+    kept = [
+        f"persistence.zarr.new-{host}-{os.getpid()}",  # a live process's
+        f"persistence.zarr.new-elsewhere.cluster-{dead.pid}",  # another host's: may be alive
+    ]
+    for name in kept:
+        (out / name).mkdir()
     run([longer.directory], str(out), [longer.saturation_ref])
     left = sorted(p.name for p in out.glob("persistence.zarr.*"))
-    assert left == [f"persistence.zarr.new-{os.getpid()}"]
+    assert left == sorted(kept)

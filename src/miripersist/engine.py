@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
 import math
 import os
 import sys
@@ -21,16 +23,19 @@ import dask
 import numpy as np
 import xarray as xr
 
+from . import resume
 from . import store as store_mod
 from .errors import ConfigError, InputError, MiripersistError
 from .flags import flag_names, parse_flags
 from .inventory import (
     DETECTOR_SHAPE,
+    ArrayLayout,
     Exposure,
     by_detector,
     discover,
     inventory,
     output_name,
+    read_exposure,
 )
 from .reader import lazy_sources
 from .saturation import grow
@@ -40,6 +45,7 @@ from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
 
 MODES = ("copy", "sidecar")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,14 +157,6 @@ def _output_paths(exposures: Sequence[Exposure], output_dir: str, mode: str) -> 
     return outputs
 
 
-def _refuse_foreign_outputs(outputs: Sequence[str], ours: Sequence[bool]) -> None:
-    """Stop before writing anything if an output exists that no earlier run of this store made."""
-    clash = [p for p, mine in zip(outputs, ours, strict=True) if not mine and os.path.exists(p)]
-    if clash:
-        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
-        raise ConfigError(f"{clash[0]}{more}: output exists (use --overwrite to replace)")
-
-
 def _user_mask_digest(mask: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
 
@@ -199,12 +197,122 @@ def _stored(ds: xr.Dataset, name: str, indices: Sequence[int]) -> np.ndarray:
     return ds[name].isel(exposure=list(indices)).values
 
 
-def history_carry(path: str, detector: str) -> np.ndarray:
-    """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
+def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume.Identity:
+    return resume.Identity(
+        name=e.name,
+        path=os.path.abspath(e.path),
+        content=(e.size, e.mtime_ns, e.header_sha256, reference_sha256),
+        reference_path=reference_path,
+        order=(e.detector, e.mid_mjd, e.name),
+    )
+
+
+def _store_rows(ds: xr.Dataset) -> list[dict]:
+    """The store's per-exposure coordinates and state as plain rows."""
+    names = [
+        name
+        for name in (*store_mod.EXPOSURE_COORDS, "saturation_ref", "saturation_ref_sha256")
+        if name in ds.variables
+    ]
+    columns = {name: ds[name].values for name in (*names, "complete", "written")}
+    rows = []
+    for j in range(ds.sizes["exposure"]):
+        row = {name: columns[name][j] for name in columns}
+        for key, value in row.items():
+            row[key] = value.item() if isinstance(value, np.generic) else value
+        # A store of an earlier version has no reference digest: never equal, so recomputed.
+        row.setdefault("saturation_ref_sha256", None)
+        rows.append(row)
+    return rows
+
+
+def _stored_exposure(row: dict) -> resume.Stored:
+    ident = resume.Identity(
+        name=str(row["file"]),
+        path=str(row["path"]),
+        content=(
+            int(row["size"]),
+            int(row["mtime_ns"]),
+            str(row["header_sha256"]),
+            row["saturation_ref_sha256"],
+        ),
+        reference_path=str(row["saturation_ref"]),
+        order=(str(row["detector"]), float(row["mid_mjd"]), str(row["file"])),
+    )
+    return resume.Stored(ident, bool(row["complete"]), bool(row["written"]))
+
+
+def _retained_exposure(row: dict) -> tuple[Exposure, bool]:
+    """An exposure only the store knows, and whether its output can be made again.
+
+    From its recorded input when that is still there and unchanged; else from the store's
+    coordinates (enough to place and scan it, not to read or copy it).
+    """
+    path = str(row["path"])
     try:
-        past = store_mod.open_store(path)
+        e = read_exposure(path) if os.path.isfile(path) else None
+    except InputError:
+        e = None
+    if e is not None and (e.size, e.mtime_ns, e.header_sha256) == (
+        int(row["size"]),
+        int(row["mtime_ns"]),
+        str(row["header_sha256"]),
+    ):
+        return e, True
+    nints, ngroups = int(row["nints"]), int(row["ngroups"])
+    ysize, xsize = int(row["ysize"]), int(row["xsize"])
+    return (
+        Exposure(
+            path=path,
+            detector=str(row["detector"]),
+            filter=str(row["filter"]),
+            subarray=str(row["subarray"]),
+            xstart=int(row["xstart"]),
+            ystart=int(row["ystart"]),
+            xsize=xsize,
+            ysize=ysize,
+            nints=nints,
+            ngroups=ngroups,
+            start_mjd=float(row["start_mjd"]),
+            mid_mjd=float(row["mid_mjd"]),
+            end_mjd=float(row["end_mjd"]),
+            sci=ArrayLayout(0, (nints, ngroups, ysize, xsize), 16),
+            size=int(row["size"]),
+            mtime_ns=int(row["mtime_ns"]),
+            header_sha256=str(row["header_sha256"]),
+        ),
+        False,
+    )
+
+
+def _open_history(path: str) -> xr.Dataset:
+    try:
+        return store_mod.open_store(path)
     except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
         raise ConfigError(f"{path}: --history store cannot be read ({exc!s:.120})") from None
+
+
+def _check_history(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
+    done = past["complete"].values
+    resume.check_history(
+        [
+            (str(d), str(h), float(t), str(f))
+            for d, h, t, f, c in zip(
+                past["detector"].values,
+                past["header_sha256"].values,
+                past["end_mjd"].values,
+                past["file"].values,
+                done,
+                strict=True,
+            )
+            if c
+        ],
+        [(e.detector, e.header_sha256, e.start_mjd, e.name) for e in exposures],
+    )
+
+
+def history_carry(past: xr.Dataset, detector: str) -> np.ndarray:
+    """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
     carry = new_carry(DETECTOR_SHAPE)
     chosen = np.flatnonzero(
         (past["detector"].values.astype(str) == detector) & past["complete"].values
@@ -293,9 +401,9 @@ def run(
         reused and written by this call.
     """
     params = params or Parameters()
-    exposures, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
-    references = assign_references(exposures, saturation_refs)
-    exposures, references, more = _check_windows(exposures, references, skip_bad)
+    inputs_found, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
+    references = assign_references(inputs_found, saturation_refs)
+    inputs_found, references, more = _check_windows(inputs_found, references, skip_bad)
     skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
@@ -306,38 +414,72 @@ def run(
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
     remove_stale_temporaries(output_dir)
-    outputs = _output_paths(exposures, output_dir, params.mode)
     store_path = store or os.path.join(output_dir, "persistence.zarr")
-    store_mod.remove_stale(store_path)
+    for line in store_mod.remove_stale(store_path):
+        log.info("%s: %s (left by a run that died)", store_path, line)
     previous = None if overwrite else _previous_run(store_path, record)
 
-    # Which exposures the previous run already knows, by input identity.
-    known: dict[tuple, int] = {}
-    if previous is not None:
-        for j, key in enumerate(
-            zip(
-                previous["path"].values.astype(str),
-                previous["size"].values,
-                previous["mtime_ns"].values,
-                previous["header_sha256"].values.astype(str),
-                strict=True,
-            )
-        ):
-            known[(os.path.abspath(key[0]), int(key[1]), int(key[2]), key[3])] = j
-    old_index = [known.get(e.fingerprint) for e in exposures]
+    # The scan: this run's inputs merged with what the store remembers (see resume.py).
+    rows = _store_rows(previous) if previous is not None else []
+    stored = [_stored_exposure(row) for row in rows]
+    the_plan = resume.plan(
+        [
+            _identity(e, *((r.path, r.sha256) if r is not None else ("", "")))
+            for e, r in zip(inputs_found, references, strict=True)
+        ],
+        stored if previous is not None else None,
+    )
+    for j in the_plan.dropped:
+        log.warning(
+            "%s: left out of the scan: the store knows it but never finished it, "
+            "and it is not among this run's inputs",
+            rows[j]["path"],
+        )
+    exposures: list[Exposure] = []
+    refs: list = []
+    writable: list[bool] = []
+    for entry in the_plan.entries:
+        if entry.retained:
+            e, ok = _retained_exposure(rows[entry.stored_index])
+            exposures.append(e)
+            refs.append(None)
+            writable.append(ok)
+        else:
+            exposures.append(inputs_found[entry.input_index])
+            refs.append(references[entry.input_index])
+            writable.append(True)
+    old_index = [entry.stored_index for entry in the_plan.entries]
+    reuse = [entry.reuse for entry in the_plan.entries]
+    in_place = the_plan.in_place
+    past = _open_history(history) if history else None
+    if past is not None:
+        _check_history(past, exposures)
+    outputs = _output_paths(exposures, output_dir, params.mode)
+    claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
     if not overwrite:
-        # Outputs of inputs the store knows (even if they changed since) are this run's own.
-        old_paths = {key[0] for key in known}
-        _refuse_foreign_outputs(outputs, [os.path.abspath(e.path) in old_paths for e in exposures])
-    old_complete = previous["complete"].values if previous is not None else None
-    old_written = previous["written"].values if previous is not None else None
-    in_place = previous is not None and old_index == list(range(previous.sizes["exposure"]))
-    target = store_path if previous is None or in_place else f"{store_path}.new-{os.getpid()}"
+        resume.refuse_foreign(
+            [os.path.basename(o) for o in outputs],
+            set(os.listdir(output_dir)),
+            resume.owned_outputs(stored, claimed, lambda n: output_name(n, params.mode)),
+        )
+    # Outputs are claimed in the live store before any is written, so that a run killed
+    # while writing is resumed by the same command, not refused as another run's.
+    claimed = sorted({*claimed, *(os.path.basename(o) for o in outputs)})
+    if previous is not None and not in_place:
+        store_mod.update_attrs(store_path, {"claimed_outputs": claimed})
+    target = store_path if previous is None or in_place else store_mod.sibling(store_path, "new")
     if not in_place:
         store_mod.create(
             target,
             exposures,
-            [r.path if r is not None else "" for r in references],
+            [
+                (r.path, r.sha256)
+                if r is not None
+                else (str(rows[j]["saturation_ref"]), rows[j]["saturation_ref_sha256"] or "")
+                if j is not None
+                else ("", "")
+                for r, j in zip(refs, old_index, strict=True)
+            ],
             umask,
             {
                 "parameters": record,
@@ -346,6 +488,7 @@ def run(
                 "history": history or "",
                 "skipped": [{"path": p, "problem": why} for p, why in skipped],
                 "detector_shape": list(DETECTOR_SHAPE),
+                "claimed_outputs": claimed,
             },
             chunk_exposures=params.batch,
         )
@@ -353,7 +496,7 @@ def run(
     windows: dict[tuple, object] = {}
 
     def thresholds_for(i: int):
-        ref, exp = references[i], exposures[i]
+        ref, exp = refs[i], exposures[i]
         if ref is None:
             return None
         key = (ref.path, exp.xstart, exp.ystart, exp.xsize, exp.ysize)
@@ -361,11 +504,8 @@ def run(
             windows[key] = dask.delayed(ref.window_for(exp), pure=True)
         return windows[key]
 
-    def reusable(i: int) -> bool:
-        j = old_index[i]
-        return j is not None and bool(old_complete[j])
-
-    counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0}
+    counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}
+    stale: list[int] = []
     writer = store_mod.Writer(target)
     distributed = _has_client()
     config = {} if distributed else {"num_workers": _local_workers()}
@@ -391,7 +531,7 @@ def run(
         pending.extend([future, len(files), marks])
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
-        todo = [i for i in block if not reusable(i)]
+        todo = [i for i in block if not reuse[i]]
         lazy = [
             lazy_sources(
                 exposures[i],
@@ -415,7 +555,7 @@ def run(
     with dask.config.set(config), background:
         todo, lazy = lazy_block(blocks[0][1])
         launch(lazy, [], [], [])
-        stored: list = []  # this block's store update (zarr)
+        stored_tasks: list = []  # this block's store update (zarr)
         files: list = []  # this block's output files
         to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
         for b, (detector, block) in enumerate(blocks):
@@ -424,10 +564,10 @@ def run(
                 todo, lazy = lazy_block(blocks[b + 1][1])
             else:
                 todo, lazy = [], []
-            launch(lazy, stored, files, to_mark)
-            stored, files, to_mark = [], [], []
+            launch(lazy, stored_tasks, files, to_mark)
+            stored_tasks, files, to_mark = [], [], []
             if b == 0 or blocks[b - 1][0] != detector:
-                carry = history_carry(history, detector) if history else new_carry(DETECTOR_SHAPE)
+                carry = history_carry(past, detector) if past else new_carry(DETECTOR_SHAPE)
             sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
             reused = [k for k, i in enumerate(block) if i not in frames]
             if reused:
@@ -440,6 +580,7 @@ def run(
                         sources[k] = grow(sources[k], params.dilate)
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
+            counts["retained"] += sum(the_plan.entries[i].retained for i in block)
             masks, carry = exclusive_scan(
                 sources,
                 np.array([exposures[i].start_mjd for i in block]),
@@ -458,32 +599,58 @@ def run(
                 old_masks = _stored(previous, "mask", [old_index[block[k]] for k in known_here])
                 for k, old in zip(known_here, old_masks, strict=True):
                     kept[k] = bool(np.array_equal(old, masks[k]))
-            if not (in_place and all(reusable(i) for i in block) and all(kept)):
-                args = (block[0], sources, masks, n_source, n_masked)
+            actions = [
+                resume.output_action(
+                    same_mask=kept[k],
+                    written=old_index[i] is not None and bool(rows[old_index[i]]["written"]),
+                    exists=os.path.exists(outputs[i]),
+                    writable=writable[i],
+                )
+                for k, i in enumerate(block)
+            ]
+            update = None
+            if not (in_place and all(reuse[i] for i in block) and all(kept)):
+                # Outputs to be rewritten lose their "written" mark in the same update,
+                # which runs before any of this block's files is written.
+                unwritten = [
+                    i
+                    for i, a in zip(block, actions, strict=True)
+                    if a in (resume.WRITE, resume.STALE)
+                ]
+                args = (block[0], sources, masks, n_source, n_masked, unwritten)
                 if distributed:
                     writer.block(*args)  # the client writes the store; no 30 MB shipping
                 else:
                     # Stored in parallel with the next block's reads, before files are marked.
-                    stored.append(dask.delayed(writer.block, pure=False)(*args))
+                    update = dask.delayed(writer.block, pure=False)(*args)
+                    stored_tasks.append(update)
             for k, i in enumerate(block):
-                j = old_index[i]
-                same = kept[k] and bool(old_written[j]) and os.path.exists(outputs[i])
-                if same:
-                    counts["unchanged"] += 1
-                else:
+                action = actions[k]
+                if action == resume.WRITE:
                     # A partial is one opaque leaf: dask would otherwise walk the Exposure
                     # and Parameters dataclasses of every call while holding the GIL.
                     write = functools.partial(
                         _write_one, exposures[i], applied[k], int(n_masked[k]), outputs[i], params
                     )
-                    files.append(dask.delayed(write, pure=False)())
-                if not (same and in_place):
+                    files.append(dask.delayed(_after, pure=False)(write, update))
+                elif action == resume.STALE:
+                    stale.append(i)
+                    continue
+                elif action == resume.MISSING:
+                    log.warning(
+                        "%s: output is gone and its input %s too; its mask is unchanged",
+                        outputs[i],
+                        exposures[i].path,
+                    )
+                else:
+                    counts["unchanged"] += 1
+                if action == resume.WRITE or not in_place:
                     to_mark.append(i)
             done += len(block)
             if progress is not None:
                 progress(done, len(exposures))
         settle()
-        launch([], stored, files, to_mark)
+        launch([], stored_tasks, files, to_mark)
         settle()
     store_mod.update_attrs(
         target,
@@ -495,9 +662,22 @@ def run(
     )
     if target != store_path:
         store_mod.replace(target, store_path)
+    if stale:
+        names = [outputs[i] for i in stale]
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        raise MiripersistError(
+            f"{names[0]}{more}: stale, the mask changed but the input "
+            f"({exposures[stale[0]].path}) is gone or changed since the store recorded it; "
+            "give those inputs again, or start afresh with --overwrite"
+        )
     ds = store_mod.open_store(store_path)
     ds.attrs["last_run"] = counts
     return ds
+
+
+def _after(write: Callable[[], str], _done: object) -> str:
+    """Call ``write`` once the task passed as ``_done`` (the block's store update) ran."""
+    return write()
 
 
 def _has_client() -> bool:

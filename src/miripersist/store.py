@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -23,6 +24,26 @@ import xarray as xr
 from .inventory import DETECTOR_SHAPE, Exposure
 
 DIMS3 = ("exposure", "y", "x")
+#: Per-exposure coordinates taken from the inventory (besides the reference's).
+EXPOSURE_COORDS = (
+    "size",
+    "mtime_ns",
+    "header_sha256",
+    "file",
+    "path",
+    "detector",
+    "filter",
+    "subarray",
+    "xstart",
+    "ystart",
+    "xsize",
+    "ysize",
+    "nints",
+    "ngroups",
+    "start_mjd",
+    "mid_mjd",
+    "end_mjd",
+)
 PACKAGES = (
     "miripersist",
     "jwst",
@@ -60,14 +81,15 @@ def _zarr_kwargs() -> dict:
 def create(
     path: str,
     exposures: Sequence[Exposure],
-    references: Sequence[str],
+    references: Sequence[tuple[str, str]],
     user_mask: np.ndarray,
     attrs: dict,
     chunk_exposures: int = 1,
 ) -> None:
     """Create the store: coordinates, user mask and attributes now, arrays as empty chunks.
 
-    An existing store at ``path`` is replaced. ``source`` and ``mask`` are chunked
+    ``references`` are each exposure's SATURATION reference as (path, content sha256),
+    empty for none. An existing store at ``path`` is replaced. ``source`` and ``mask`` are chunked
     ``chunk_exposures`` exposures by the whole detector: the engine's block size, so that
     a block is stored with one chunk write per array.
     """
@@ -77,29 +99,12 @@ def create(
     def column(key: str) -> np.ndarray:
         return np.array([r[key] for r in rows])
 
-    coords = {
-        key: ("exposure", column(key))
-        for key in (
-            "size",
-            "mtime_ns",
-            "header_sha256",
-            "file",
-            "path",
-            "detector",
-            "filter",
-            "subarray",
-            "xstart",
-            "ystart",
-            "xsize",
-            "ysize",
-            "nints",
-            "ngroups",
-            "start_mjd",
-            "mid_mjd",
-            "end_mjd",
-        )
-    }
-    coords["saturation_ref"] = ("exposure", np.array(list(references), dtype=str))
+    coords = {key: ("exposure", column(key)) for key in EXPOSURE_COORDS}
+    coords["saturation_ref"] = ("exposure", np.array([r[0] for r in references], dtype=str))
+    coords["saturation_ref_sha256"] = (
+        "exposure",
+        np.array([r[1] for r in references], dtype=str),
+    )
     chunks3 = (max(1, min(chunk_exposures, n)), *DETECTOR_SHAPE)
     ds = xr.Dataset(
         {
@@ -124,34 +129,87 @@ def create(
         name: {"chunks": (max(n, 1),)} for name in ("n_source", "n_masked", "complete", "written")
     }
     # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = sibling(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.to_zarr(tmp, mode="w", compute=False, encoding=encoding, **_zarr_kwargs())
     replace(tmp, path)
 
 
-def remove_stale(path: str) -> None:
-    """Remove ``path.tmp-PID``, ``path.new-PID`` and ``path.old-PID`` of dead processes."""
+def sibling(path: str, kind: str) -> str:
+    """A temporary name beside the store ``path`` that says which host and process own it.
+
+    ``kind`` is ``tmp`` (a skeleton being built), ``new`` (a whole new store being
+    written) or ``old`` (the store being replaced). The base is always the store's own
+    name, so that a sweep recognises every kind.
+    """
+    return f"{path}.{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _siblings(path: str) -> dict[tuple[str, str], str]:
+    """Temporaries of ``path`` that dead processes of this host left: {(kind, pid): path}."""
     parent, base = os.path.split(os.path.abspath(path))
     if not os.path.isdir(parent):
-        return
+        return {}
+    host = socket.gethostname()
+    found = {}
     for name in os.listdir(parent):
-        stem, dot, suffix = name.rpartition(".")
-        kind, dash, pid = suffix.partition("-")
-        if stem != base or kind not in ("tmp", "new", "old") or not pid.isdigit():
+        if not name.startswith(base + "."):
             continue
+        kind, _, rest = name[len(base) + 1 :].partition("-")
+        owner, _, pid = rest.rpartition("-")
+        if kind not in ("tmp", "new", "old") or owner != host or not pid.isdigit():
+            continue  # another host's (it may be alive: a shared file system), or not ours
         try:
             os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-        except PermissionError:
             continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # alive, another user's
+            continue
+        found[(kind, pid)] = os.path.join(parent, name)
+    return found
+
+
+def remove_stale(path: str) -> list[str]:
+    """Recover from a run on this host that died, then remove its temporaries.
+
+    A run that died between the two renames of :func:`replace` left the store only as
+    ``old`` (and the finished ``new``): the store is put back, the new one if it is there.
+    Temporaries of live processes, or of other hosts, are never touched.
+
+    Returns
+    -------
+    list of str
+        What was removed or restored, for the log.
+    """
+    done = []
+    found = _siblings(path)
+    if not os.path.exists(path):
+        for (kind, pid), old in sorted(found.items()):
+            if kind != "old":
+                continue
+            new = found.get(("new", pid))
+            # ``new`` is renamed to ``old``'s place only once it is whole (see replace).
+            os.rename(new if new is not None else old, path)
+            done.append(f"restored {new or old}")
+            found.pop(("new", pid), None)
+            if new is None:
+                found.pop((kind, pid))
+            break
+    for leftover in found.values():
+        shutil.rmtree(leftover, ignore_errors=True)
+        done.append(f"removed {leftover}")
+    return done
 
 
 def replace(new: str, path: str) -> None:
-    """Put the store ``new`` in the place of ``path`` (whether or not one is there)."""
+    """Put the whole store ``new`` in the place of ``path`` (whether or not one is there).
+
+    Two renames: a process killed between them leaves ``path.old-HOST-PID`` and ``new``,
+    from which :func:`remove_stale` restores the store.
+    """
     if os.path.exists(path):
-        old = f"{path}.old-{os.getpid()}"
+        old = sibling(path, "old")
         os.rename(path, old)
         os.rename(new, path)
         shutil.rmtree(old, ignore_errors=True)
@@ -184,9 +242,19 @@ class Writer:
         masks: np.ndarray,
         n_source: np.ndarray,
         n_masked: np.ndarray,
+        unwritten: Sequence[int] = (),
     ) -> None:
-        """Write consecutive exposures' arrays, then mark them complete."""
+        """Write consecutive exposures' arrays, then mark them complete.
+
+        ``unwritten`` (store indices) are the exposures whose outputs are about to be
+        rewritten: they lose their ``written`` mark first, so that a run killed after this
+        update but before the files are in place rewrites them when resumed.
+        """
         stop = start + len(sources)
+        if len(unwritten):
+            written = self.arrays["written"][start:stop]
+            written[np.asarray(unwritten) - start] = False
+            self.arrays["written"][start:stop] = written
         self.arrays["source"][start:stop] = sources
         self.arrays["mask"][start:stop] = masks
         self.arrays["n_source"][start:stop] = n_source.astype(np.int64)

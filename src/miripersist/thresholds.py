@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +57,7 @@ class SaturationReference:
     xstart: int
     ystart: int
     thresholds: np.ndarray
+    sha256: str = ""
 
     def window_for(self, exposure: Exposure) -> np.ndarray:
         """Cut the thresholds to the exposure's frame (as jwst's get_subarray_model does)."""
@@ -77,9 +80,10 @@ def _selector(value: object) -> str:
     return "" if text in ("", "N/A", "ANY") else text
 
 
-@functools.lru_cache(maxsize=16)
 def load_reference(path: str) -> SaturationReference:
     """Read a SATURATION reference file with astropy (no datamodel validation cost).
+
+    Read once per process while the file is unchanged (size and modification time).
 
     Raises
     ------
@@ -87,6 +91,19 @@ def load_reference(path: str) -> SaturationReference:
         If the file is not a readable SATURATION reference.
     """
     try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read saturation reference ({exc.strerror})") from None
+    return _load_reference(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_reference(path: str, size: int, mtime_ns: int) -> SaturationReference:
+    try:
+        # The content, not the path, identifies a reference: a rerun with a corrected file
+        # under the same name must recompute, and a moved file need not.
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
         with fits.open(path, memmap=False) as hdul:
             primary = hdul[0].header
             reftype = str(primary.get("REFTYPE", "")).strip().upper()
@@ -111,6 +128,7 @@ def load_reference(path: str) -> SaturationReference:
         xstart=int(primary.get("SUBSTRT1", 1)),
         ystart=int(primary.get("SUBSTRT2", 1)),
         thresholds=threshold_map(data, dq),
+        sha256=digest,
     )
 
 
