@@ -356,3 +356,233 @@ def test_input_shrunk_after_the_inventory_is_an_error_not_a_crash(inputs, reader
         read(str(path), exposure.sci, 0, exposure.ngroups, rows)
     assert str(info.value).startswith(str(path)) and "truncated" in str(info.value)
     assert expected.shape[-2:] == (exposure.ysize, exposure.xsize)
+
+
+FLAGS = 1 | 32  # DO_NOT_USE | PERSISTENCE, the default --flags
+
+
+def _append_pixeldq(path, hdu):
+    hdu.header["EXTNAME"] = "PIXELDQ"
+    with fits.open(path, mode="append") as hdul:
+        hdul.append(hdu)
+
+
+def _frame(path):
+    return fits.getdata(path, "SCI").shape[-2:]
+
+
+def _bad_pixeldq(path, kind):
+    ny, nx = _frame(path)
+    if kind == "wrong_shape":
+        _append_pixeldq(path, fits.ImageHDU(np.zeros((5, 7), np.uint32)))
+        return f"PIXELDQ is 7x5, expected the SCI frame shape {nx}x{ny}"
+    if kind == "three_axes":
+        _append_pixeldq(path, fits.ImageHDU(np.zeros((2, ny, nx), np.uint32)))
+        return "PIXELDQ has 3 axes, expected 2 (y, x)"
+    if kind == "float":
+        _append_pixeldq(path, fits.ImageHDU(np.zeros((ny, nx), np.float32)))
+        return "PIXELDQ holds BITPIX=-32 data, expected integer flags (BITPIX 8, 16 or 32)"
+    if kind == "int64":
+        _append_pixeldq(path, fits.ImageHDU(np.zeros((ny, nx), np.int64)))
+        return "PIXELDQ holds BITPIX=64 data, expected integer flags (BITPIX 8, 16 or 32)"
+    if kind == "scaled":
+        _append_pixeldq(path, fits.ImageHDU(np.zeros((ny, nx), np.int16)))
+        with fits.open(path, mode="update", do_not_scale_image_data=True) as hdul:
+            hdul["PIXELDQ"].header["BSCALE"] = 2.0
+        return "PIXELDQ is scaled (BZERO=0, BSCALE=2), expected integer flags"
+    if kind == "table":
+        table = fits.BinTableHDU.from_columns([fits.Column("DQ", "J", array=np.zeros(3))])
+        _append_pixeldq(path, table)
+        return "PIXELDQ is a BINTABLE extension, expected an image"
+    if kind == "twice":
+        for _ in range(2):
+            _append_pixeldq(path, fits.ImageHDU(np.zeros((ny, nx), np.uint32)))
+        return "2 PIXELDQ extensions (HDUs 3, 4), expected at most one"
+    raise AssertionError(kind)
+
+
+PIXELDQ_FAULTS = ["wrong_shape", "three_axes", "float", "int64", "scaled", "table", "twice"]
+
+
+def run_args(prog, inputs, out, *more):
+    return [
+        "run",
+        str(inputs),
+        "--output-dir",
+        str(out),
+        "--saturation-ref",
+        prog.saturation_ref,
+        "--quiet",
+        *more,
+    ]
+
+
+@pytest.mark.parametrize("kind", PIXELDQ_FAULTS)
+def test_pixeldq_the_write_back_cannot_use_stops_before_anything_is_written(
+    tmp_path, inputs, prog, capsys, kind
+):
+    path = one(inputs)
+    problem = _bad_pixeldq(path, kind)
+    assert expect_input_error(path) == f"{path}: {problem}"
+    out = tmp_path / "out"
+    assert main(run_args(prog, inputs, out)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"miripersist: error: {path}: {problem}"]
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["wrong_shape", "three_axes", "float"])
+def test_skip_bad_leaves_out_an_input_with_a_bad_pixeldq(tmp_path, inputs, prog, capsys, kind):
+    path = one(inputs)
+    problem = _bad_pixeldq(path, kind)
+    out = tmp_path / "out"
+    assert main(run_args(prog, inputs, out, "--skip-bad")) == 0
+    assert f"skipped {path}: {problem}" in capsys.readouterr().err
+    written = sorted(p.name for p in out.glob("*.fits"))
+    expected = sorted(
+        p.name.replace("_uncal.fits", "_masked_persistence_uncal.fits")
+        for p in inputs.glob("*_uncal.fits")
+        if p != path
+    )
+    assert written == expected and len(written) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.uint16, np.int16, np.uint8, np.int8])
+def test_existing_pixeldq_of_any_integer_storage_is_ored_into(tmp_path, inputs, prog, dtype):
+    files = sorted(inputs.glob("*_uncal.fits"), key=lambda p: read_exposure(str(p)).mid_mjd)
+    path = files[-1]  # the last exposure: every earlier one can mask it
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    old = np.random.default_rng(5).integers(lo, hi, _frame(path), endpoint=True).astype(dtype)
+    old[0, 0] = lo  # negative values of signed storage wrap, as numpy casts them
+    _append_pixeldq(path, fits.ImageHDU(old))
+    # A trailing extension after PIXELDQ is kept in place, PIXELDQ moves to the end.
+    fits.append(path, np.arange(6, dtype=np.float32).reshape(2, 3), fits.Header([("EXTNAME", "X")]))
+    exposure = read_exposure(str(path))
+    with fits.open(path) as hdul:
+        info = hdul.fileinfo(hdul.index_of("PIXELDQ"))
+        assert exposure.has_pixeldq and exposure.pixeldq.shape == old.shape
+        assert (exposure.pixeldq.header_offset, exposure.pixeldq.offset) == (
+            info["hdrLoc"],
+            info["datLoc"],
+        )
+        assert exposure.pixeldq.end == info["datLoc"] + info["datSpan"]
+        names = [h.name for h in hdul]
+        before = np.asarray(hdul["PIXELDQ"].data, dtype=np.uint32)
+    ds = run([str(inputs)], str(tmp_path / "out"), [prog.saturation_ref])
+    mask = ds["mask"][-1].values[exposure.window]
+    assert mask.any() and str(ds["file"][-1].values) == path.name
+    copy = tmp_path / "out" / path.name.replace("_uncal.fits", "_masked_persistence_uncal.fits")
+    with fits.open(copy, checksum=True) as hdul:
+        assert [h.name for h in hdul] == [n for n in names if n != "PIXELDQ"] + ["PIXELDQ"]
+        np.testing.assert_array_equal(hdul["PIXELDQ"].data, before | np.where(mask, FLAGS, 0))
+        np.testing.assert_array_equal(hdul["X"].data, np.arange(6).reshape(2, 3))
+
+
+def test_pixeldq_beside_groupdq_is_ored_into_and_groupdq_kept(tmp_path, prog):
+    """A file past the saturation step has GROUPDQ (its sources) and PIXELDQ (dq_init's)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    data = np.full((1, 4, 64, 72), 1000, np.uint16)
+    gdq = np.zeros(data.shape, np.uint8)
+    gdq[0, 1:, 10:20, 30:40] = 2  # SATURATED from the second group: a persistence source
+    paths = [
+        simulate.write_uncal(
+            str(src / f"{name}_uncal.fits"), data, start_mjd=mjd, subarray="SUB64", groupdq=gdq
+        )
+        for name, mjd in (("first", 60300.0), ("second", 60300.1))
+    ]
+    old = np.zeros((64, 72), np.uint32)
+    old[:, :5] = 2048  # HOT
+    fits.append(paths[1], old, fits.Header([("EXTNAME", "PIXELDQ")]))
+    exposures = [read_exposure(p) for p in paths]
+    assert [e.groupdq is not None for e in exposures] == [True, True]
+    assert [e.has_pixeldq for e in exposures] == [False, True]
+    run([str(src)], str(tmp_path / "out"), [prog.saturation_ref])
+    expected = np.zeros((64, 72), np.uint32)
+    expected[10:20, 30:40] = FLAGS
+    for path, pixeldq in zip(paths, (0 * expected, expected | old), strict=True):
+        copy = (
+            tmp_path / "out" / os.path.basename(path).replace("_uncal", "_masked_persistence_uncal")
+        )
+        with fits.open(copy, checksum=True) as out, fits.open(path) as inp:
+            assert [h.name for h in out].count("PIXELDQ") == 1
+            np.testing.assert_array_equal(out["GROUPDQ"].data, inp["GROUPDQ"].data)
+            np.testing.assert_array_equal(out["PIXELDQ"].data, pixeldq)
+
+
+def test_pixeldq_changed_after_the_inventory_is_named(tmp_path, inputs):
+    from miripersist.writeback import write_copy
+
+    path = one(inputs)
+    _append_pixeldq(path, fits.ImageHDU(np.zeros(_frame(path), np.uint32)))
+    exposure = read_exposure(str(path))
+    fits.append(path, np.zeros((2, 2), np.float32))  # another process adds an extension
+    dq = np.zeros(exposure.pixeldq.shape, np.uint32)
+    final = tmp_path / "out.fits"
+    with pytest.raises(InputError, match="file changed during the run"):
+        write_copy(exposure, dq, str(final), {})
+    assert not final.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def _failing_run(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+UNEXPECTED = "miripersist: error: unexpected error in 'miripersist run': RuntimeError: boom"
+HINT = " (run again with --debug for the traceback)"
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, prog, capsys, monkeypatch):
+    import miripersist.engine as engine
+
+    monkeypatch.setattr(engine, "run", _failing_run)
+    assert main(run_args(prog, prog.directory, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [UNEXPECTED + HINT]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_prints_the_traceback(tmp_path, prog, capsys, monkeypatch, where):
+    import miripersist.engine as engine
+
+    monkeypatch.setattr(engine, "run", _failing_run)
+    args = run_args(prog, prog.directory, tmp_path / "out")
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    assert main(args) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert "in _failing_run" in "\n".join(lines) and "RuntimeError: boom" in lines
+    assert lines[-1] == UNEXPECTED
+
+
+def test_an_unexpected_exception_deep_in_the_write_back_names_the_file(
+    tmp_path, inputs, prog, capsys, monkeypatch
+):
+    import miripersist.writeback as wb
+
+    path = one(inputs)
+    _append_pixeldq(path, fits.ImageHDU(np.zeros(_frame(path), np.uint32)))
+
+    def broken(src, name, layout):
+        raise ValueError(f"{name}: PIXELDQ cannot be read\nsecond line")
+
+    monkeypatch.setattr(wb, "_existing_pixeldq", broken)
+    out = tmp_path / "out"
+    assert main(run_args(prog, inputs, out)) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"miripersist: error: {path}: unexpected error in 'miripersist run': "
+        f"ValueError: PIXELDQ cannot be read{HINT}"
+    ]
+
+
+def test_an_os_error_names_its_file(tmp_path, prog, capsys, monkeypatch):
+    import miripersist.engine as engine
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "/somewhere/x_uncal.fits")
+
+    monkeypatch.setattr(engine, "run", denied)
+    assert main(run_args(prog, prog.directory, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["miripersist: error: /somewhere/x_uncal.fits: Permission denied"]

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 
 from .errors import ConfigError, MiripersistError
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="miripersist",
         description="Mask JWST MIRI persistence from saturation in earlier exposures.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="mask persistence in a set of uncal files")
@@ -159,10 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exposures per block; bounds memory (default 16)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_debug(run)
 
     rep = sub.add_parser("report", help="a table and figures from a run's store")
     rep.add_argument("store", metavar="STORE", help="the zarr store of a run")
     rep.add_argument("--out", metavar="DIR", help="where to write (default STORE/../report)")
+    _add_debug(rep)
 
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
     demo.add_argument(
@@ -172,7 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to put it (default ./miripersist-demo)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_debug(demo)
     return parser
+
+
+DEBUG_HELP = "on an error, print the traceback too"
+
+
+def _add_debug(subparser: argparse.ArgumentParser) -> None:
+    # Also after the command; SUPPRESS keeps a --debug given before it when not repeated.
+    subparser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+    )
 
 
 class ProgressBar:
@@ -274,24 +289,81 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _path_in(exc: BaseException) -> str | None:
+    """The file an exception is about: its ``filename``, or a path its message starts with."""
+    filename = getattr(exc, "filename", None)
+    if isinstance(filename, str | bytes | os.PathLike) and os.fspath(filename):
+        return os.fsdecode(filename)
+    head, colon, _ = str(exc).partition(": ")
+    if not colon or not head or "\n" in head:
+        return None
+    if os.path.exists(head) or (os.sep in head and not any(c.isspace() for c in head)):
+        return head
+    return None
+
+
+def unexpected_error(exc: BaseException, command: str) -> str:
+    """One line for an exception that is not one of this tool's own errors.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+    command : str
+        The subcommand that raised it.
+
+    Returns
+    -------
+    str
+        ``FILE: unexpected error in 'miripersist COMMAND': Type: message``, without
+        ``FILE: `` when no file is known; only the first line of the message.
+    """
+    path = _path_in(exc)
+    text = str(exc).strip()
+    if path is not None and text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]  # named once, in front
+    text = text.splitlines()[0] if text else ""
+    if len(text) > 300:
+        text = text[:297] + "..."
+    what = f"unexpected error in 'miripersist {command}'"
+    kind = type(exc).__name__
+    return (f"{path}: " if path else "") + f"{what}: {kind}" + (f": {text}" if text else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``miripersist`` command; returns the exit code."""
+    """Entry point of the ``miripersist`` command; returns the exit code.
+
+    Every failure ends in one line on stderr naming the file where one is known: this
+    tool's own errors (exit code 1 or 2), an I/O error, an interruption and, as a last
+    line of defence, any other exception (exit code 1). With ``--debug``, the traceback
+    is printed before that line.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.WARNING, format="miripersist: %(message)s")
+
+    def fail(message: str, code: int, hint: bool = False) -> int:
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        elif hint:
+            message += " (run again with --debug for the traceback)"
+        print(f"miripersist: error: {message}", file=sys.stderr)
+        return code
+
     try:
         return {"run": _cmd_run, "report": _cmd_report, "demo": _cmd_demo}[args.command](args)
     except MiripersistError as exc:
-        print(f"miripersist: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("miripersist: interrupted; run the same command again to resume", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"miripersist: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        path = _path_in(exc)
+        return fail((f"{path}: " if path else "") + f"{exc.strerror or exc}", 1)
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        return fail(unexpected_error(exc, args.command), 1, hint=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,10 @@
 """Find the input exposures and describe them from their FITS headers alone.
 
 No datamodel is opened here: one pass over the HDU headers of each file gives
-everything the engine needs, including the byte offsets of the SCI and GROUPDQ
-arrays, so that later stages read only the bytes they need.
+everything the engine needs, including the byte offsets of the SCI, GROUPDQ and
+PIXELDQ arrays, so that later stages read only the bytes they need. Every array a
+later stage reads or replaces is checked here, from its header, so that a bad input
+stops the run before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from .errors import ConfigError, InputError
-from .headers import Cards, HeaderError, read_header
+from .headers import BLOCK, Cards, HeaderError, read_header
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ COPY_SUFFIX = "_masked_persistence_uncal.fits"
 SIDECAR_SUFFIX = "_persistence_dq.fits"
 OUTPUT_SUFFIXES = (COPY_SUFFIX, SIDECAR_SUFFIX)
 
+#: Integer PIXELDQ storage the write-back can OR flags into: BITPIX and the BZERO values
+#: that keep integers integers (0; -128 for int8, 32768 for uint16, 2**31 for uint32, as
+#: astropy and stdatamodels write them). BSCALE must be 1.
+PIXELDQ_BZERO = {8: (0.0, -128.0), 16: (0.0, 32768.0), 32: (0.0, 2147483648.0)}
+
 
 @dataclass(frozen=True)
 class ArrayLayout:
@@ -45,6 +52,8 @@ class ArrayLayout:
     bitpix: int
     bzero: float = 0.0
     bscale: float = 1.0
+    #: Where the array's HDU (its header) starts in the file.
+    header_offset: int | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -52,6 +61,17 @@ class ArrayLayout:
         return np.dtype(
             {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[self.bitpix]
         )
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the raw values in the file, padding excluded."""
+        return abs(self.bitpix) // 8 * int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def end(self) -> int:
+        """Where the array's HDU ends: the end of its data padded to a whole FITS block."""
+        nbytes = self.nbytes
+        return self.offset + nbytes + (-nbytes % BLOCK)
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class Exposure:
     end_mjd: float
     sci: ArrayLayout
     groupdq: ArrayLayout | None = None
-    has_pixeldq: bool = False
+    pixeldq: ArrayLayout | None = None
     readpatt: str = ""
     exp_type: str = ""
     date_obs: str = ""
@@ -87,6 +107,11 @@ class Exposure:
     def fingerprint(self) -> tuple[str, int, int, str]:
         """What identifies this input's content: path, size, mtime and a digest of its headers."""
         return (os.path.abspath(self.path), self.size, self.mtime_ns, self.header_sha256)
+
+    @property
+    def has_pixeldq(self) -> bool:
+        """Whether the input has a PIXELDQ extension (checked to match the SCI frames)."""
+        return self.pixeldq is not None
 
     @property
     def name(self) -> str:
@@ -104,6 +129,8 @@ class Exposure:
         row = asdict(self)
         row.pop("sci")
         row.pop("groupdq")
+        row.pop("pixeldq")
+        row["has_pixeldq"] = self.has_pixeldq
         row["file"] = self.name
         row["path"] = os.path.abspath(self.path)
         return row
@@ -191,7 +218,7 @@ def discover(inputs: Sequence[str]) -> list[str]:
     return found
 
 
-def _layout(header: Cards, offset: int) -> ArrayLayout:
+def _layout(header: Cards, offset: int, header_offset: int | None = None) -> ArrayLayout:
     naxis = int(header.get("NAXIS", 0))
     shape = tuple(int(header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
     return ArrayLayout(
@@ -200,6 +227,7 @@ def _layout(header: Cards, offset: int) -> ArrayLayout:
         bitpix=int(header["BITPIX"]),
         bzero=float(header.get("BZERO", 0.0)),
         bscale=float(header.get("BSCALE", 1.0)),
+        header_offset=header_offset,
     )
 
 
@@ -238,15 +266,15 @@ def _data_bytes(header: Cards) -> int:
     )
 
 
-def _scan_hdus(fh, path: str, size: int) -> list[tuple[Cards, int]]:
-    """Every HDU's header cards and data offset; check that each HDU's data lies inside the file.
+def _scan_hdus(fh, path: str, size: int) -> list[tuple[Cards, int, int]]:
+    """Every HDU's header cards, data offset and header offset; check their data lie in the file.
 
     One header after another, seeking over the data; no HDU objects are made.
     """
-    hdus: list[tuple[Cards, int]] = []
+    hdus: list[tuple[Cards, int, int]] = []
     while fh.tell() < size:
+        start = fh.tell()
         if hdus:
-            start = fh.tell()
             kind = fh.read(8)
             fh.seek(start)
             if kind != b"XTENSION":
@@ -263,8 +291,8 @@ def _scan_hdus(fh, path: str, size: int) -> list[tuple[Cards, int]]:
                 f"{path}: file is truncated ({size} bytes, "
                 f"but HDU {len(hdus)} {label} needs {offset + nbytes})"
             )
-        hdus.append((header, offset))
-        fh.seek(offset + nbytes + (-nbytes % 2880))
+        hdus.append((header, offset, start))
+        fh.seek(offset + nbytes + (-nbytes % BLOCK))
     return hdus
 
 
@@ -280,8 +308,12 @@ def _read_exposure(path: str) -> Exposure | None:
         fh.seek(0)
         hdus = _scan_hdus(fh, path, stat.st_size)
         names: dict[str, int] = {}
-        for i, (header, _) in enumerate(hdus):
-            names.setdefault(str(header.get("EXTNAME", "")).strip().upper(), i)
+        pixeldq: list[int] = []
+        for i, (header, _, _) in enumerate(hdus):
+            extname = str(header.get("EXTNAME", "")).strip().upper()
+            names.setdefault(extname, i)
+            if extname == "PIXELDQ":
+                pixeldq.append(i)
         primary = hdus[0][0]
         instrument = str(primary.get("INSTRUME", "")).strip().upper()
         if instrument != "MIRI":
@@ -292,11 +324,11 @@ def _read_exposure(path: str) -> Exposure | None:
         sci_hdr = hdus[names["SCI"]][0]
         sci = _layout(*hdus[names["SCI"]])
         groupdq = _layout(*hdus[names["GROUPDQ"]]) if "GROUPDQ" in names else None
-        has_pixeldq = "PIXELDQ" in names
         # The headers before the SCI data identify the exposure's content.
         fh.seek(0)
         digest = hashlib.sha256(fh.read(sci.offset)).hexdigest()
-        return _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest)
+        pixeldq_hdus = [(i, *hdus[i]) for i in pixeldq]
+        return _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest)
 
 
 def read_exposure(path: str) -> Exposure | None:
@@ -326,7 +358,48 @@ def read_exposure(path: str) -> Exposure | None:
         raise InputError(f"{path}: not a readable FITS file ({text[:160]})") from None
 
 
-def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest) -> Exposure:
+def _pixeldq_layout(
+    path: str, found: Sequence[tuple[int, Cards, int, int]], frame: tuple[int, int]
+) -> ArrayLayout | None:
+    """Check the input's PIXELDQ, if any, from its header: a copy ORs flags into it.
+
+    ``found`` holds every HDU named PIXELDQ as (index, cards, data offset, header offset);
+    ``frame`` is the SCI frame shape (ny, nx). It must be one 2-D image extension of that
+    shape holding unscaled integers of at most 32 bits (:data:`PIXELDQ_BZERO`).
+    """
+    if not found:
+        return None
+    if len(found) > 1:
+        where = ", ".join(str(i) for i, *_ in found)
+        raise InputError(
+            f"{path}: {len(found)} PIXELDQ extensions (HDUs {where}), expected at most one"
+        )
+    index, header, offset, start = found[0]
+    if index == 0:
+        raise InputError(f"{path}: PIXELDQ is the primary HDU, expected an image extension")
+    kind = str(header.get("XTENSION", "")).strip().upper()
+    if kind != "IMAGE":
+        raise InputError(f"{path}: PIXELDQ is a {kind} extension, expected an image")
+    layout = _layout(header, offset, start)
+    if len(layout.shape) != 2:
+        raise InputError(f"{path}: PIXELDQ has {len(layout.shape)} axes, expected 2 (y, x)")
+    if layout.shape != tuple(frame):
+        (ny, nx), (fy, fx) = layout.shape, frame
+        raise InputError(f"{path}: PIXELDQ is {nx}x{ny}, expected the SCI frame shape {fx}x{fy}")
+    if layout.bitpix not in PIXELDQ_BZERO:
+        raise InputError(
+            f"{path}: PIXELDQ holds BITPIX={layout.bitpix} data, "
+            "expected integer flags (BITPIX 8, 16 or 32)"
+        )
+    if layout.bscale != 1 or layout.bzero not in PIXELDQ_BZERO[layout.bitpix]:
+        raise InputError(
+            f"{path}: PIXELDQ is scaled (BZERO={layout.bzero:.15g}, BSCALE={layout.bscale:.15g}), "
+            "expected integer flags"
+        )
+    return layout
+
+
+def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) -> Exposure:
     if len(sci.shape) != 4:
         raise InputError(f"{path}: SCI has {len(sci.shape)} axes, expected 4 (ints, groups, y, x)")
     if groupdq is None and sci.bitpix != 16:
@@ -341,6 +414,7 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest) -
     nints, ngroups, ny, nx = sci.shape
     if min(sci.shape) < 1:
         raise InputError(f"{path}: SCI is empty (shape {sci.shape})")
+    pixeldq = _pixeldq_layout(path, pixeldq_hdus, (ny, nx))
 
     def intkey(key: str, default: int) -> int:
         value = primary.get(key, default)
@@ -395,7 +469,7 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, has_pixeldq, digest) -
         end_mjd=end,
         sci=sci,
         groupdq=groupdq,
-        has_pixeldq=has_pixeldq,
+        pixeldq=pixeldq,
         readpatt=text("READPATT"),
         exp_type=text("EXP_TYPE"),
         date_obs=text("DATE-OBS"),

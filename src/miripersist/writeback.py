@@ -21,8 +21,9 @@ import numpy as np
 from astropy.io import fits
 
 from . import fitsimage
+from .errors import InputError
 from .flags import flag_names
-from .inventory import Exposure
+from .inventory import ArrayLayout, Exposure
 
 PIXELDQ = "PIXELDQ"
 # astropy puts the time in the checksum cards' comment by default; a fixed comment keeps
@@ -183,15 +184,21 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
             count -= len(chunk)
 
 
-def _existing_pixeldq(path: str) -> tuple[np.ndarray | None, tuple[int, int] | None]:
-    """The input's PIXELDQ values and its byte span (header start, end of data), if any."""
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        for hdu in hdul:
-            if str(hdu.header.get("EXTNAME", "")).strip().upper() == PIXELDQ:
-                info = hdu.fileinfo()
-                span = (info["hdrLoc"], info["datLoc"] + info["datSpan"])
-                return np.asarray(hdu.data, dtype=np.uint32), span
-    return None, None
+def _existing_pixeldq(src: int, path: str, layout: ArrayLayout) -> np.ndarray:
+    """The input's PIXELDQ values as uint32, read where the inventory found them.
+
+    The inventory checked the layout: a 2-D image of unscaled integers of 8, 16 or 32
+    bits. Values convert as ``numpy.asarray(hdu.data, dtype=numpy.uint32)`` would.
+    """
+    raw = os.pread(src, layout.nbytes, layout.offset)
+    if len(raw) != layout.nbytes:
+        raise InputError(f"{path}: file is truncated (PIXELDQ data ends early)")
+    stored = np.frombuffer(raw, dtype=layout.dtype).reshape(layout.shape)
+    if layout.bitpix == 32 and layout.bzero == 1 << 31:
+        # uint32 as FITS stores it: the stored word with its top bit flipped.
+        return (stored.view(">u4") ^ np.uint32(1 << 31)).astype(np.uint32)
+    # Negative values wrap, as numpy's cast of astropy's signed data does.
+    return (stored.astype(np.int64) + int(layout.bzero)).astype(np.uint32)
 
 
 def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None:
@@ -226,6 +233,9 @@ def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> byte
 def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
     """Byte-copy the input and OR ``dq`` into its PIXELDQ (appended or replaced).
 
+    An input's PIXELDQ (checked by the inventory, which recorded where it lies) is cut out
+    of the copy and its values ORed into the new PIXELDQ appended at the end.
+
     Parameters
     ----------
     exposure : Exposure
@@ -237,23 +247,32 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
     cards : dict
         Provenance header keywords for the PIXELDQ extension.
     """
-    old, span = _existing_pixeldq(exposure.path) if exposure.has_pixeldq else (None, None)
-    if old is not None and old.shape != dq.shape:
-        raise ValueError(f"{exposure.path}: PIXELDQ shape {old.shape} differs from SCI frames")
-    values = dq if old is None else (old | dq)
-    size = os.path.getsize(exposure.path)
-    pieces = [(0, size)] if span is None else [(0, span[0]), (span[1], size - span[1])]
-    head = _header("copy", dq.shape, cards)
-    hdu = _staging_buffer(fitsimage.hdu_size(head))
-    fitsimage.hdu_into(hdu, head, values, CHECKSUM_COMMENT)
-    with atomic_output(final) as dst:
-        src = os.open(exposure.path, os.O_RDONLY)
-        try:
+    path, layout = exposure.path, exposure.pixeldq
+    if layout is not None and layout.shape != dq.shape:
+        raise ValueError(f"{path}: PIXELDQ shape {layout.shape} differs from the DQ {dq.shape}")
+    src = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(src).st_size
+        if layout is None:
+            values, pieces = dq, [(0, size)]
+        else:
+            # The PIXELDQ's place is the inventory's: the file must still be the one it read.
+            if size != exposure.size:
+                raise InputError(
+                    f"{path}: file changed during the run ({exposure.size} bytes at the start, "
+                    f"now {size})"
+                )
+            values = _existing_pixeldq(src, path, layout) | dq
+            pieces = [(0, layout.header_offset), (layout.end, size - layout.end)]
+        head = _header("copy", dq.shape, cards)
+        hdu = _staging_buffer(fitsimage.hdu_size(head))
+        fitsimage.hdu_into(hdu, head, values, CHECKSUM_COMMENT)
+        with atomic_output(final) as dst:
             for offset, count in pieces:
                 _copy_range(src, dst, offset, count)
-        finally:
-            os.close(src)
-        _write_all(dst, [hdu])
+            _write_all(dst, [hdu])
+    finally:
+        os.close(src)
 
 
 def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:

@@ -1,0 +1,163 @@
+"""SIGKILL at every point of fresh, incremental and in-place runs; the same command then finishes.
+
+A child process runs the engine with one step replaced by a wrapper that kills the
+process (SIGKILL: no handler, no cleanup) at that point. The same command is then run
+again, and its outputs and store must equal a fresh run's, with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import sha256
+
+from miripersist import Parameters, run, simulate
+from miripersist.inventory import read_exposure
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+
+    import miripersist.engine as engine
+    import miripersist.store as store
+    import miripersist.writeback as writeback
+
+    args = json.loads(sys.argv[1])
+    point = args["point"]
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "store-update":  # after the first block's arrays are stored, before files
+        real_block = store.Writer.block
+
+        def block(self, *a, **k):
+            real_block(self, *a, **k)
+            die()
+
+        store.Writer.block = block
+    elif point == "file-start":  # as the first output is about to be written
+        engine._write_one = lambda *a, **k: die()
+    elif point == "mid-file":  # the first output's bytes written, not yet synced or renamed
+        writeback.os.fsync = lambda fd: die()
+    elif point == "after-files":  # three outputs in place, the rest not
+        real_write, done = engine._write_one, []
+
+        def write(*a, **k):
+            out = real_write(*a, **k)
+            done.append(out)
+            if len(done) == 3:
+                die()
+            return out
+
+        engine._write_one = write
+    elif point == "swap":  # between the two renames that put a new store in place
+        real_rename = store.os.rename
+
+        def rename(src, dst):
+            if ".new-" in os.path.basename(str(src)) and str(dst) == args["store"]:
+                die()
+            real_rename(src, dst)
+
+        store.os.rename = rename
+    engine.run(
+        args["inputs"],
+        args["out"],
+        [args["ref"]],
+        engine.Parameters(mode=args["mode"], batch=2),
+        history=args["history"],
+    )
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def visits(tmp_path_factory):
+    """Two visits of one program; the first one's store is the second one's history."""
+    base = tmp_path_factory.mktemp("visits")
+    program = simulate.make_program(
+        str(base / "all"), n_exposures=11, ngroups=4, subarrays=("FULL", "SUB256"), seed=21
+    )
+    by_time = sorted(program.files, key=lambda p: read_exposure(p).mid_mjd)
+    dirs = {}
+    for name, files in (("v1", by_time[:3]), ("v2a", by_time[3:7]), ("v2b", by_time[7:])):
+        dirs[name] = base / name
+        dirs[name].mkdir()
+        for f in files:
+            shutil.copy2(f, dirs[name])
+    histories = {}
+    for mode in ("copy", "sidecar"):
+        out = base / f"history-{mode}"
+        run([str(dirs["v1"])], str(out), [program.saturation_ref], Parameters(mode=mode))
+        histories[mode] = str(out / "persistence.zarr")
+    return program, dirs, histories
+
+
+def _fresh(tmp_path_factory, visits, mode, inputs, history):
+    program, _, _ = visits
+    out = tmp_path_factory.mktemp("fresh")
+    ds = run(inputs, str(out), [program.saturation_ref], Parameters(mode=mode), history=history)
+    return out, ds
+
+
+def _outputs(directory) -> dict[str, str]:
+    return {p.name: sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+KINDS = ("fresh", "incremental", "in-place")
+POINTS = ("store-update", "file-start", "mid-file", "after-files", "swap")
+
+
+@pytest.mark.parametrize("mode", ["copy", "sidecar"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_anywhere_the_same_command_finishes_as_a_fresh_run(
+    tmp_path, tmp_path_factory, visits, mode, kind, point
+):
+    if point == "swap" and kind != "incremental":
+        pytest.skip("only a run that grows the store swaps a new one in")
+    program, dirs, histories = visits
+    out = tmp_path / "out"
+    inputs = [str(dirs["v2a"]), str(dirs["v2b"])]
+    history = histories[mode] if kind == "in-place" else None
+    params = Parameters(mode=mode, batch=2)
+    if kind == "incremental":
+        run([str(dirs["v2a"])], str(out), [program.saturation_ref], params)
+    elif kind == "in-place":
+        # The run that is killed adds a history: every mask of the first exposures changes.
+        run(inputs, str(out), [program.saturation_ref], params)
+    store = str(out / "persistence.zarr")
+    child = {
+        "point": point,
+        "inputs": inputs,
+        "out": str(out),
+        "ref": program.saturation_ref,
+        "mode": mode,
+        "history": history,
+        "store": store,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(child)], capture_output=True, timeout=300
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+
+    ds = run(inputs, str(out), [program.saturation_ref], params, history=history)
+    fresh_out, fresh = _fresh(tmp_path_factory, visits, mode, inputs, history)
+    assert _outputs(out) == _outputs(fresh_out)
+    np.testing.assert_array_equal(ds["mask"].values, fresh["mask"].values)
+    np.testing.assert_array_equal(ds["source"].values, fresh["source"].values)
+    assert ds["written"].values.all() and ds["complete"].values.all()
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith((".tmp-", "persistence.zarr."))]
+    assert leftovers == []
+    again = run(inputs, str(out), [program.saturation_ref], params, history=history)
+    assert again.attrs["last_run"]["written"] == 0
+    assert again.attrs["last_run"]["computed"] == 0
+    assert xr.open_zarr(store).sizes["exposure"] == 8
