@@ -16,6 +16,7 @@ import xarray as xr
 from conftest import sha256
 
 from miripersist import Parameters, run, simulate
+from miripersist.errors import ConfigError, MiripersistError
 from miripersist.inventory import read_exposure
 
 
@@ -236,3 +237,144 @@ def test_leftovers_of_a_killed_incremental_run_are_cleaned(tmp_path, longer):
     run([longer.directory], str(out), [longer.saturation_ref])
     left = sorted(p.name for p in out.glob("persistence.zarr.*"))
     assert left == sorted(kept)
+
+
+def _lowered_reference(source: str, path, factor: float) -> str:
+    from astropy.io import fits
+
+    thr = fits.getdata(source, "SCI") * np.float32(factor)
+    dq = fits.getdata(source, "DQ")
+    return simulate.write_saturation_reference(str(path), thr, dq)
+
+
+def test_a_changed_saturation_reference_recomputes_everything(tmp_path, longer):
+    d = _subset(longer, tmp_path, longer.files[:6])
+    out, fresh_out = tmp_path / "out", tmp_path / "fresh"
+    first = run([str(d)], str(out), [longer.saturation_ref])["n_source"].values
+    corrected = _lowered_reference(longer.saturation_ref, tmp_path / "b.fits", 0.5)
+    ds = run([str(d)], str(out), [corrected])
+    assert ds.attrs["last_run"]["computed"] == 6 and ds.attrs["last_run"]["reused"] == 0
+    fresh = run([str(d)], str(fresh_out), [corrected])
+    np.testing.assert_array_equal(ds["source"].values, fresh["source"].values)
+    assert (ds["n_source"].values > first).all(), "the test must change sources"
+    assert set(ds["saturation_ref"].values.astype(str)) == {corrected}
+    assert digests(out) == digests(fresh_out)
+
+
+def test_a_reference_corrected_under_the_same_name_recomputes(tmp_path, longer):
+    d = _subset(longer, tmp_path, longer.files[:4])
+    ref = tmp_path / "sat.fits"
+    shutil.copy2(longer.saturation_ref, ref)
+    out = tmp_path / "out"
+    run([str(d)], str(out), [str(ref)])
+    _lowered_reference(longer.saturation_ref, ref, 0.5)  # replaced in place, same path
+    ds = run([str(d)], str(out), [str(ref)])
+    assert ds.attrs["last_run"]["computed"] == 4
+    fresh = run([str(d)], str(tmp_path / "fresh"), [str(ref)])
+    np.testing.assert_array_equal(ds["source"].values, fresh["source"].values)
+    assert digests(out) == digests(tmp_path / "fresh")
+
+
+def _two_visits(tmp_path, longer, split=12):
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    obs1, obs2 = tmp_path / "obs1", tmp_path / "obs2"
+    for d, files in ((obs1, by_time[:split]), (obs2, by_time[split:])):
+        d.mkdir()
+        for p in files:
+            shutil.copy2(p, d)
+    return obs1, obs2
+
+
+def test_a_rerun_with_fewer_inputs_keeps_the_rest_in_the_scan(tmp_path, longer, reference_run):
+    ref_out, ref_ds = reference_run
+    obs1, obs2 = _two_visits(tmp_path, longer)
+    out = tmp_path / "out"
+    run([str(obs1), str(obs2)], str(out), [longer.saturation_ref])
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    ds = run([str(obs2)], str(out), [longer.saturation_ref])
+    assert ds.sizes["exposure"] == 24
+    assert ds.attrs["last_run"]["retained"] == 12 and ds.attrs["last_run"]["written"] == 0
+    np.testing.assert_array_equal(ds["mask"].values, ref_ds["mask"].values)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")} == stamps
+    # and the full command is still this store's own
+    again = run([str(obs1), str(obs2)], str(out), [longer.saturation_ref])
+    assert again.attrs["last_run"]["written"] == 0 and again.attrs["last_run"]["computed"] == 0
+    assert digests(out) == digests(ref_out)
+
+
+def test_retained_outputs_are_rewritten_from_their_recorded_inputs(tmp_path, longer, reference_run):
+    ref_out, _ = reference_run
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    late_comer = by_time[3]
+    obs1 = _subset(longer, tmp_path, [p for p in by_time if p != late_comer])
+    out = tmp_path / "out"
+    run([str(obs1)], str(out), [longer.saturation_ref])
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy2(late_comer, extra)
+    # Only the late comer is named; the exposures after it are masked anew from the store.
+    ds = run([str(extra)], str(out), [longer.saturation_ref])
+    assert ds.attrs["last_run"]["computed"] == 1 and ds.attrs["last_run"]["retained"] == 23
+    assert ds.attrs["last_run"]["written"] > 1
+    assert digests(out) == digests(ref_out)
+
+
+def test_outputs_that_cannot_be_remade_are_named_stale(tmp_path, longer, reference_run):
+    ref_out, _ = reference_run
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    late_comer = by_time[3]
+    obs1 = _subset(longer, tmp_path, [p for p in by_time if p != late_comer])
+    out = tmp_path / "out"
+    run([str(obs1)], str(out), [longer.saturation_ref])
+    moved = tmp_path / "moved"
+    obs1.rename(moved)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy2(late_comer, extra)
+    with pytest.raises(MiripersistError, match="stale, the mask changed but the input"):
+        run([str(extra)], str(out), [longer.saturation_ref])
+    store = xr.open_zarr(out / "persistence.zarr")
+    assert not store["written"].values.all(), "stale outputs are not recorded as written"
+    with pytest.raises(MiripersistError, match="stale"):  # still stale: nothing was forgotten
+        run([str(extra)], str(out), [longer.saturation_ref])
+    moved.rename(obs1)
+    ds = run([str(extra)], str(out), [longer.saturation_ref])
+    assert ds["written"].values.all()
+    assert digests(out) == digests(ref_out)
+
+
+def test_a_history_later_than_the_run_or_holding_its_exposures_is_refused(tmp_path, longer):
+    obs1, obs2 = _two_visits(tmp_path, longer, split=6)
+    run([str(obs2)], str(tmp_path / "o2"), [longer.saturation_ref])
+    later = str(tmp_path / "o2" / "persistence.zarr")
+    with pytest.raises(ConfigError, match="ends after this run's first exposure"):
+        run([str(obs1)], str(tmp_path / "o1"), [longer.saturation_ref], history=later)
+    with pytest.raises(ConfigError, match="the same exposure as this run's"):
+        run([str(obs2)], str(tmp_path / "o3"), [longer.saturation_ref], history=later)
+    assert not (tmp_path / "o1" / "persistence.zarr").exists()
+
+
+def test_a_history_with_a_window_masks_only_what_ended_within_it(tmp_path, longer):
+    obs1, obs2 = _two_visits(tmp_path, longer, split=6)
+    hist = run([str(obs1)], str(tmp_path / "o1"), [longer.saturation_ref]).load()
+    first = read_exposure(
+        str(sorted(obs2.glob("*_uncal.fits"), key=lambda p: read_exposure(p).mid_mjd)[0])
+    )
+    ends = hist["end_mjd"].values
+    # A window that reaches back to the third-to-last history exposure exactly (whole seconds).
+    gap_s = round((first.start_mjd - ends[-3]) * 86400)
+    window = gap_s / 86400
+    ds = run(
+        [str(obs2)],
+        str(tmp_path / "o2"),
+        [longer.saturation_ref],
+        Parameters(window_days=window),
+        history=str(tmp_path / "o1" / "persistence.zarr"),
+    )
+    sources = hist["source"].values
+    within = first.start_mjd - ends <= window
+    expected = np.zeros(sources.shape[1:], bool)
+    for j in np.flatnonzero(within):
+        expected |= sources[j]
+    assert 0 < within.sum() < len(ends)
+    np.testing.assert_array_equal(ds["mask"][0].values, expected)
