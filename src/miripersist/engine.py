@@ -461,6 +461,7 @@ def run(
             [os.path.basename(o) for o in outputs],
             set(os.listdir(output_dir)),
             resume.owned_outputs(stored, claimed, lambda n: output_name(n, params.mode)),
+            output_dir,
         )
     # Outputs are claimed in the live store before any is written, so that a run killed
     # while writing is resumed by the same command, not refused as another run's.

@@ -16,6 +16,7 @@ output directory hold, asks here, and does the I/O. The rules:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -153,8 +154,12 @@ def owned_outputs(stored: Sequence[Stored], claimed: Collection[str], out: Calla
     return {out(s.identity.name) for s in stored} | set(claimed)
 
 
-def refuse_foreign(planned: Sequence[str], existing: Collection[str], owned: Collection[str]):
+def refuse_foreign(
+    planned: Sequence[str], existing: Collection[str], owned: Collection[str], directory: str = ""
+) -> None:
     """Stop before anything is written if an output exists that the store never made.
+
+    ``planned``, ``existing`` and ``owned`` are file names in the output ``directory``.
 
     Raises
     ------
@@ -165,8 +170,8 @@ def refuse_foreign(planned: Sequence[str], existing: Collection[str], owned: Col
     if clash:
         more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
         raise ConfigError(
-            f"{clash[0]}{more}: output exists and was not made by this store "
-            "(use --overwrite to replace, or another --output-dir)"
+            f"{os.path.join(directory, clash[0])}{more}: output exists and was not made by "
+            "this store (use --overwrite to replace, or another --output-dir)"
         )
 
 
