@@ -378,3 +378,24 @@ def test_a_history_with_a_window_masks_only_what_ended_within_it(tmp_path, longe
         expected |= sources[j]
     assert 0 < within.sum() < len(ends)
     np.testing.assert_array_equal(ds["mask"][0].values, expected)
+
+
+def test_history_through_the_command_line(tmp_path, longer, capsys):
+    from miripersist.cli import main
+
+    obs1, obs2 = _two_visits(tmp_path, longer, split=6)
+    base = ["--saturation-ref", longer.saturation_ref, "--quiet"]
+    assert main(["run", str(obs1), "--output-dir", str(tmp_path / "o1"), *base]) == 0
+    history = str(tmp_path / "o1" / "persistence.zarr")
+    args = ["run", str(obs2), "--output-dir", str(tmp_path / "o2"), "--history", history, *base]
+    assert main(args) == 0
+    ds = xr.open_zarr(tmp_path / "o2" / "persistence.zarr")
+    assert ds.attrs["history"] == history
+    plain = run([str(obs2)], str(tmp_path / "plain"), [longer.saturation_ref])
+    assert ds["n_masked"].values[0] > plain["n_masked"].values[0] == 0
+    capsys.readouterr()
+    later = str(tmp_path / "o2" / "persistence.zarr")
+    args = ["run", str(obs1), "--output-dir", str(tmp_path / "o3"), "--history", later, *base]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a history must be wholly earlier" in err[0]
