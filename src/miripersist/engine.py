@@ -23,6 +23,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from . import lock as run_lock
 from . import resume
 from . import store as store_mod
 from .errors import ConfigError, InputError, MiripersistError
@@ -413,8 +414,40 @@ def run(
         raise ConfigError(f"{output_dir}: cannot make output directory ({exc.strerror})") from None
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
-    remove_stale_temporaries(output_dir)
     store_path = store or os.path.join(output_dir, "persistence.zarr")
+    with run_lock.exclusive(output_dir, store_path):
+        return _locked_run(
+            output_dir,
+            store_path,
+            params,
+            inputs_found,
+            references,
+            skipped,
+            umask,
+            user_mask,
+            record,
+            overwrite,
+            progress,
+            history,
+        )
+
+
+def _locked_run(
+    output_dir: str,
+    store_path: str,
+    params: Parameters,
+    inputs_found: list[Exposure],
+    references: list,
+    skipped: list,
+    umask: np.ndarray,
+    user_mask: str | None,
+    record: dict,
+    overwrite: bool,
+    progress: Callable[[int, int], None] | None,
+    history: str | None,
+) -> xr.Dataset:
+    """The part of :func:`run` that touches the store and the outputs, under the run's locks."""
+    remove_stale_temporaries(output_dir)
     for line in store_mod.remove_stale(store_path):
         log.info("%s: %s (left by a run that died)", store_path, line)
     previous = None if overwrite else _previous_run(store_path, record)
