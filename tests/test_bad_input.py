@@ -395,9 +395,11 @@ def _bad_pixeldq(path, kind):
         _append_pixeldq(path, table)
         return "PIXELDQ is a BINTABLE extension, expected an image"
     if kind == "twice":
+        with fits.open(path) as hdul:
+            n = len(hdul)
         for _ in range(2):
             _append_pixeldq(path, fits.ImageHDU(np.zeros((ny, nx), np.uint32)))
-        return "2 PIXELDQ extensions (HDUs 3, 4), expected at most one"
+        return f"2 PIXELDQ extensions (HDUs {n}, {n + 1}), expected at most one"
     raise AssertionError(kind)
 
 

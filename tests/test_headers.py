@@ -25,11 +25,16 @@ def _same(ours: object, theirs: object) -> bool:
 
 
 printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+# Too long for one card: astropy writes CONTINUE cards after the first.
+long_printable = st.text(
+    st.characters(min_codepoint=32, max_codepoint=126), min_size=61, max_size=300
+)
 values = st.one_of(
     st.integers(-(2**62), 2**62),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     printable,
+    long_printable,
 )
 
 
@@ -116,9 +121,59 @@ def test_header_matches_astropy_and_ends_at_its_last_block():
     fh = _header_file(header)
     cards, length = read_header(fh)
     assert length == len(header.tostring()) == fh.tell()
-    for key in ("NAXIS", "KEY0", "KEY119", "DUP", "FILTER", "filter"):
-        assert _same(cards[key], header[key])
+    for key in ("NAXIS", "KEY0", "KEY119", "DUP", "LONGSTR", "FILTER", "filter"):
+        assert _same(cards[key], header[key]), key
     assert cards.get("MISSING", 7) == 7 and "HISTORY" not in cards
+
+
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.sampled_from(["KEYA", "KEYB", "LONGSTR", "FILTER", "NAXIS1"]),
+                values,
+                st.one_of(st.just(""), printable),
+            ),
+            st.tuples(st.sampled_from(["COMMENT", "HISTORY"]), printable, st.just("")),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_headers_with_long_strings_and_repeats_match_astropy(entries):
+    header = fits.Header()
+    for keyword, value, comment in entries:
+        header.append((keyword, value, comment) if comment else (keyword, value))
+    # The values as astropy reads them back (CONTINUE cards of long strings, which
+    # may cross a block boundary, joined; repeated keywords mean their first card).
+    text = header.tostring()
+    theirs = fits.Header.fromstring(text)
+    cards, length = read_header(io.BytesIO(text.encode("ascii")))
+    assert length == len(text)
+    keywords = {k for k, _, _ in entries if k not in ("COMMENT", "HISTORY")}
+    assert set(cards) == keywords
+    for key in keywords:
+        assert _same(cards[key], theirs[key]), key
+
+
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyWarning")
+@settings(max_examples=300, deadline=None)
+@given(values, st.integers(8, 79), st.integers(128, 255))
+def test_a_byte_that_is_not_ascii_reads_as_astropy_reads_it_from_a_file(value, at, byte):
+    raw = bytearray(fits.Header([("KEYWORD", value)]).tostring().encode("ascii"))
+    raw[at] = byte  # in the first card's value or comment
+
+    def ours(data: bytes) -> object:
+        return read_header(io.BytesIO(data))[0]["KEYWORD"]
+
+    def theirs(data: bytes) -> object:
+        return fits.Header.fromfile(io.BytesIO(data))["KEYWORD"]
+
+    mine, astropys = _outcome(ours, bytes(raw)), _outcome(theirs, bytes(raw))
+    assert mine[0] == astropys[0]
+    assert _same(mine[1], astropys[1]) if mine[0] == "value" else mine[1] is astropys[1]
 
 
 def test_header_without_end_is_an_error():

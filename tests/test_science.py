@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from conftest import notebook_sources
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from stcal.saturation.saturation import flag_saturated_pixels
 from stdatamodels.jwst.datamodels import dqflags
@@ -11,7 +12,6 @@ from stdatamodels.jwst.datamodels import dqflags
 from miripersist.saturation import (
     groups_needed,
     grow,
-    sources_from_groupdq,
     sources_from_ramp,
     unsaturated_count,
 )
@@ -30,31 +30,82 @@ def naive_masks(sources: np.ndarray) -> np.ndarray:
 
 @st.composite
 def ramp_cases(draw):
+    """Ramps that straddle their thresholds: each pixel crosses at a random group or never
+    (staying just under), some sit exactly on the threshold, some dip back under after
+    crossing, some are at the A/D floor (0); never-checked pixels get the largest values."""
     ngroups = draw(st.integers(1, 8))
     # stcal's growth fails on frames smaller than its box; MIRI frames are 64 rows or more.
     ny = draw(st.integers(5, 12))
     nx = draw(st.integers(5, 12))
     seed = draw(st.integers(0, 2**32 - 1))
+    crossing = draw(st.sampled_from([0.05, 0.15, 0.4]))  # fraction of pixels that ever cross
     rng = np.random.default_rng(seed)
     thr = rng.choice([100.0, 200.0, 300.0, np.nan], size=(ny, nx)).astype(np.float32)
     dq = np.where(rng.random((ny, nx)) < 0.1, dqflags.pixel["NO_SAT_CHECK"], 0).astype(np.uint32)
-    data = rng.integers(0, 400, size=(1, ngroups, ny, nx)).astype(np.float32)
+    finite = np.where(np.isfinite(thr), thr, 200.0)
+    g = np.arange(ngroups)[:, None, None]
+    cross = np.where(rng.random((ny, nx)) < crossing, rng.integers(0, ngroups, (ny, nx)), ngroups)
+    below = finite - rng.integers(1, 60, size=(ngroups, ny, nx))
+    above = finite + rng.integers(0, 60, size=(ngroups, ny, nx))
+    ramp = np.where(g >= cross, above, below)
+    ramp = np.where((g > cross) & (rng.random(ramp.shape) < 0.3), finite - 1, ramp)  # dips
+    ramp = np.where(rng.random(ramp.shape) < 0.03, finite, ramp)  # exactly on it
+    ramp = np.where(rng.random(ramp.shape) < 0.03, 0, ramp)  # the A/D floor
+    never = ~np.isfinite(thr) | (dq != 0)
+    ramp = np.where(never & (rng.random((ny, nx)) < 0.5), 400, ramp)
+    data = ramp[None].astype(np.float32)
     return data, thr, dq, draw(st.integers(0, 6)), draw(st.integers(0, 2))
+
+
+def stcal_groupdq(data, thr, dq, n_grow):
+    gdq = np.zeros(data.shape, dtype=np.uint8)
+    pdq = np.zeros(thr.shape, dtype=np.uint32)
+    gdq, _, _ = flag_saturated_pixels(
+        data, gdq, pdq, thr.copy(), dq.copy(), 65535.0, dqflags.pixel, n_pix_grow_sat=n_grow
+    )
+    return gdq
 
 
 @settings(max_examples=300, deadline=None)
 @given(ramp_cases())
 def test_prefix_of_groups_equals_full_count_over_all_groups(case):
     data, thr, dq, n_unsat, n_grow = case
-    gdq = np.zeros(data.shape, dtype=np.uint8)
-    pdq = np.zeros(thr.shape, dtype=np.uint32)
-    gdq, _, _ = flag_saturated_pixels(
-        data, gdq, pdq, thr.copy(), dq.copy(), 65535.0, dqflags.pixel, n_pix_grow_sat=n_grow
-    )
-    full = sources_from_groupdq(gdq[0], n_unsat)  # every group, the notebook's count
+    gdq = stcal_groupdq(data, thr, dq, n_grow)
+    full = notebook_sources(gdq, n_unsat)  # every group, the notebook's count
+    # Not a trivial map: some pixels are sources and some are not.
+    assume(full.any() and not full.all())
+    saturated = (gdq[0] & dqflags.group["SATURATED"]) != 0
+    event(f"saturated in {int(saturated[-1].mean() * 4)} quarters of pixels at the end")
     k = groups_needed(data.shape[1], n_unsat)
     prefix = sources_from_ramp(data[0, :k], threshold_map(thr, dq), n_grow)
     np.testing.assert_array_equal(prefix, full)
+
+
+def test_ramp_cases_are_not_trivial():
+    """Most drawn cases make some, not all, pixels sources, saturate pixels after the first
+    group and hit a threshold exactly: the property above is not vacuous."""
+    seen = []
+
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(ramp_cases())
+    def draw(case):
+        data, thr, dq, n_unsat, n_grow = case
+        gdq = stcal_groupdq(data, thr, dq, n_grow)
+        full = notebook_sources(gdq, n_unsat)
+        saturated = (gdq[0] & dqflags.group["SATURATED"]) != 0
+        checked = np.isfinite(thr) & (dq == 0)
+        seen.append(
+            (
+                full.any() and not full.all(),
+                (saturated[-1] & ~saturated[0]).any(),
+                ((data[0] == thr) & checked).any(),
+            )
+        )
+
+    draw()
+    mixed, late, exact = np.mean(seen, axis=0)
+    assert len(seen) >= 80
+    assert mixed > 0.6 and late > 0.5 and exact > 0.5, (mixed, late, exact)
 
 
 @settings(max_examples=200, deadline=None)
@@ -121,20 +172,57 @@ def test_window_masks_only_exposures_starting_soon_after():
     assert masks[:, 0, 0].tolist() == [False, True, True, False]
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.integers(1, 10), st.integers(0, 2**32 - 1), st.integers(1, 9))
-def test_both_scan_paths_agree_when_the_window_never_closes(n, seed, cut):
+def naive_window_masks(sources, start, end, window, before=None):
+    """For each exposure, OR the sources of every earlier one that ended at most ``window``
+    before it starts; ``before`` holds (end time, sources) of exposures before the first."""
+    out = np.zeros_like(sources, dtype=bool)
+    earlier = list(before or [])
+    for i in range(sources.shape[0]):
+        for t_end, src in earlier:
+            if t_end >= start[i] - window:
+                out[i] |= src
+        earlier.append((end[i], sources[i]))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 10),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 9),
+    st.sampled_from([np.inf, 1e9, 0.25, 0.5, 1.0, 2.0]),
+)
+def test_windowed_scan_in_blocks_equals_naive_loop(n, seed, cut, window):
+    # Times and window in eighths of a day: exact in binary, so gaps often equal the window.
     rng = np.random.default_rng(seed)
     sources = rng.random((n, 3, 4)) < 0.3
-    start = np.cumsum(rng.uniform(0.01, 1.0, size=n))
-    end = start + 0.01
-    carry0 = np.where(rng.random((3, 4)) < 0.2, -1.0, -np.inf)
+    start = np.cumsum(rng.integers(1, 12, size=n)) / 8.0
+    end = start + rng.integers(0, 2, size=n) / 8.0
+    # Pixels already seen before this run (a history): at time -1 or never.
+    history = rng.random((3, 4)) < 0.2
+    carry0 = np.where(history, -1.0, -np.inf)
     cut = min(cut, n)
-    ma, ca = exclusive_scan(sources[:cut], start[:cut], end[:cut], carry0)
-    mb, cb = exclusive_scan(sources[:cut], start[:cut], end[:cut], carry0, window_days=1e9)
-    np.testing.assert_array_equal(ma, mb)
-    np.testing.assert_array_equal(ca, cb)
-    ma2, ca2 = exclusive_scan(sources[cut:], start[cut:], end[cut:], ca)
-    mb2, cb2 = exclusive_scan(sources[cut:], start[cut:], end[cut:], cb, window_days=1e9)
-    np.testing.assert_array_equal(ma2, mb2)
-    np.testing.assert_array_equal(ca2, cb2)
+    ma, ca = exclusive_scan(sources[:cut], start[:cut], end[:cut], carry0, window_days=window)
+    mb, cb = exclusive_scan(sources[cut:], start[cut:], end[cut:], ca, window_days=window)
+    expected = naive_window_masks(sources, start, end, window, before=[(-1.0, history)])
+    np.testing.assert_array_equal(np.concatenate([ma, mb]), expected)
+    # The carry is, per pixel, the end of the last exposure in which it was a source.
+    for m, carry in ((cut, ca), (n, cb)):
+        last = carry0.copy()
+        for i in range(m):
+            for y, x in zip(*np.nonzero(sources[i]), strict=True):
+                last[y, x] = end[i]
+        np.testing.assert_array_equal(carry, last)
+
+
+def test_a_window_exactly_equal_to_the_gap_still_masks():
+    # Ends at 0.25, the next starts at 0.75: a gap of exactly 0.5 day (exact in binary).
+    sources = np.zeros((2, 1, 2), dtype=bool)
+    sources[0, 0, 0] = True
+    start, end = np.array([0.0, 0.75]), np.array([0.25, 1.0])
+    carry = new_carry((1, 2))
+    masks, _ = exclusive_scan(sources, start, end, carry, window_days=0.5)
+    assert masks[1].tolist() == [[True, False]], "masked while last_end >= start - window"
+    shorter = np.nextafter(0.5, 0.0)
+    masks, _ = exclusive_scan(sources, start, end, carry, window_days=shorter)
+    assert not masks[1].any()

@@ -5,7 +5,9 @@ every keyword to index them, and each ``Card.value`` looks two settings up in as
 configuration: together most of the inventory's time. Here a header is split into
 80-character records and indexed by keyword, and only the values the caller asks for
 are parsed: the plain forms (quoted string, logical, integer, real) by one regular
-expression, anything else by astropy's own ``Card``. The tests check both ways agree.
+expression, anything else by astropy's own ``Card``. A card followed by CONTINUE cards
+(a long string) keeps them in its image, and such an image is parsed by astropy as a
+whole, as ``Header.fromfile`` does. The tests check both ways agree.
 """
 
 from __future__ import annotations
@@ -31,11 +33,23 @@ _PLAIN_VALUE = re.compile(
 )
 
 
+def _astropy_card_value(image: bytes) -> object:
+    # As astropy reads a header from a file: a byte that is not ASCII becomes "?".
+    text = image.decode("ascii", "replace").replace("\ufffd", "?")
+    return fits.Card.fromstring(text).value
+
+
 def card_value(image: bytes) -> object:
-    """The value of one 80-character card, as ``astropy.io.fits.Card`` gives it."""
+    """The value of a card, as ``astropy.io.fits`` gives it for a header read from a file.
+
+    ``image`` is one 80-character card, or a card and the CONTINUE cards that follow it.
+    """
+    if len(image) > CARD:
+        # A long string (or a damaged card) over several cards: astropy joins them.
+        return _astropy_card_value(image)
     match = _PLAIN_VALUE.match(image, 8)
     if match is None:
-        return fits.Card.fromstring(image.decode("ascii", "replace")).value
+        return _astropy_card_value(image)
     kind = match.lastgroup
     text = match.group(kind).decode("ascii", "replace")
     if kind == "str":
@@ -97,6 +111,7 @@ def read_header(fh: BinaryIO) -> tuple[Cards, int]:
     """
     images: dict[str, bytes] = {}
     length = 0
+    last = None  # the keyword whose card came last, if that card is the one kept
     while True:
         block = fh.read(BLOCK)
         if len(block) < BLOCK:
@@ -107,7 +122,14 @@ def read_header(fh: BinaryIO) -> tuple[Cards, int]:
             if keyword == b"END":
                 return Cards(images), length
             if keyword in _COMMENTARY:
+                if keyword == b"CONTINUE" and last is not None:
+                    # astropy appends every CONTINUE card to the card before it (even
+                    # across blocks), whatever that card is.
+                    images[last] += block[start : start + CARD]
+                else:
+                    last = None
                 continue
-            images.setdefault(
-                keyword.decode("ascii", "replace").upper(), block[start : start + CARD]
-            )
+            key = keyword.decode("ascii", "replace").upper()
+            card = block[start : start + CARD]
+            # A repeated keyword: its first card counts, as in astropy.
+            last = key if images.setdefault(key, card) is card else None

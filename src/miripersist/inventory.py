@@ -14,9 +14,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,16 @@ class Exposure:
     size: int = 0
     mtime_ns: int = 0
     header_sha256: str = ""
+    total_nints: int = 0
+    intstart: int = 1
+    segment: int = 0
+    n_segments: int = 0
+    segments: tuple[Exposure, ...] = ()
+
+    @property
+    def files(self) -> tuple[Exposure, ...]:
+        """The files that hold the exposure: its segments in order, or itself."""
+        return self.segments or (self,)
 
     @property
     def fingerprint(self) -> tuple[str, int, int, str]:
@@ -125,14 +136,19 @@ class Exposure:
         return slice(y0, y0 + self.ysize), slice(x0, x0 + self.xsize)
 
     def as_row(self) -> dict:
-        """Flat description for tables and the store (no layouts)."""
-        row = asdict(self)
-        row.pop("sci")
-        row.pop("groupdq")
-        row.pop("pixeldq")
+        """Flat description for tables and the store (no layouts).
+
+        A segmented exposure is one row: its first segment's file and path, the whole
+        exposure's integrations and times, and ``segment_files``, its files' names joined
+        by commas (empty for an exposure in one file).
+        """
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("sci", "groupdq", "pixeldq", "segments", "intstart", "segment", "total_nints"):
+            row.pop(key)
         row["has_pixeldq"] = self.has_pixeldq
         row["file"] = self.name
         row["path"] = os.path.abspath(self.path)
+        row["segment_files"] = ",".join(s.name for s in self.segments)
         return row
 
 
@@ -242,9 +258,12 @@ def _mjd(primary: Cards, sci: Cards, path: str) -> tuple[float, float, float]:
             return None
         return value if np.isfinite(value) else None
 
-    start = num(primary, "EXPSTART") or num(sci, "MJD-BEG")
-    end = num(primary, "EXPEND") or num(sci, "MJD-END")
-    mid = num(sci, "MJD-AVG") or num(primary, "EXPMID")
+    def first(*values: float | None) -> float | None:
+        return next((v for v in values if v is not None), None)
+
+    start = first(num(primary, "EXPSTART"), num(sci, "MJD-BEG"))
+    end = first(num(primary, "EXPEND"), num(sci, "MJD-END"))
+    mid = first(num(sci, "MJD-AVG"), num(primary, "EXPMID"))
     if mid is None and start is not None and end is not None:
         mid = 0.5 * (start + end)
     if mid is None:
@@ -428,9 +447,24 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
             raise InputError(f"{path}: header keyword {key}={value!r} is not an integer")
         return int(value)
 
-    for key, have in (("NINTS", nints), ("NGROUPS", ngroups)):
-        if intkey(key, have) != have:
-            raise InputError(f"{path}: {key}={primary[key]} but SCI holds {have}")
+    if intkey("NGROUPS", ngroups) != ngroups:
+        raise InputError(f"{path}: NGROUPS={primary['NGROUPS']} but SCI holds {ngroups}")
+    total = intkey("NINTS", nints)
+    n_segments = intkey("EXSEGTOT", 1)
+    if n_segments > 1:
+        # A segment of a larger exposure: NINTS is the whole exposure's.
+        intstart = intkey("INTSTART", 1)
+        intend = intkey("INTEND", intstart + nints - 1)
+        if intend - intstart + 1 != nints:
+            raise InputError(
+                f"{path}: INTSTART/INTEND = {intstart}-{intend} but SCI holds {nints} integrations"
+            )
+        if intstart < 1 or intend > total:
+            raise InputError(f"{path}: INTSTART/INTEND = {intstart}-{intend} but NINTS={total}")
+    elif total != nints:
+        raise InputError(f"{path}: NINTS={primary['NINTS']} but SCI holds {nints}")
+    else:
+        intstart = 1
     xstart, ystart = intkey("SUBSTRT1", 1), intkey("SUBSTRT2", 1)
     xsize, ysize = intkey("SUBSIZE1", nx), intkey("SUBSIZE2", ny)
     if (ysize, xsize) != (ny, nx):
@@ -478,6 +512,10 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         header_sha256=digest,
+        intstart=intstart,
+        segment=intkey("EXSEGNUM", 0),
+        n_segments=n_segments,
+        total_nints=total,
     )
 
 
@@ -521,6 +559,106 @@ def _problems_between(exposures: Sequence[Exposure]) -> list[tuple[Exposure, str
     return problems
 
 
+_SEGMENT = re.compile(r"-seg\d{3}(?=_)")
+
+
+def segment_root(name: str) -> str:
+    """An exposure's file name without the ``-segNNN`` of its segments."""
+    return _SEGMENT.sub("", name, count=1)
+
+
+def _is_segment(e: Exposure) -> bool:
+    return e.intstart != 1 or bool(e.total_nints and e.nints != e.total_nints) or e.n_segments > 1
+
+
+def combine_segments(parts: Sequence[Exposure]) -> Exposure:
+    """One exposure from the files of its segments (any order).
+
+    The exposure is read, placed and named as its first segment (INTSTART = 1); it holds
+    the whole exposure's integrations, spans its segments' times, and its identity (size,
+    modification time, header digest) covers every segment.
+
+    Raises
+    ------
+    InputError
+        Naming the exposure, if its segments disagree, overlap, or do not cover every
+        integration (a segment is missing).
+    """
+    parts = sorted(parts, key=lambda e: (e.intstart, e.name))
+    first = parts[0]
+    label = os.path.join(os.path.dirname(first.path), segment_root(first.name))
+    for p in parts[1:]:
+        for key in ("total_nints", "ngroups", "xstart", "ystart", "xsize", "ysize", "detector"):
+            if getattr(p, key) != getattr(first, key):
+                raise InputError(
+                    f"{label}: segments disagree on {key} ({first.name}: {getattr(first, key)}, "
+                    f"{p.name}: {getattr(p, key)})"
+                )
+    missing, expected = [], 1
+    for before, p in zip([None, *parts], parts, strict=False):
+        if p.intstart < expected:
+            raise InputError(
+                f"{label}: segments {before.name} and {p.name} hold the same integrations"
+            )
+        if p.intstart > expected:
+            missing.append((expected, p.intstart - 1))
+        expected = p.intstart + p.nints
+    if expected <= first.total_nints:
+        missing.append((expected, first.total_nints))
+    declared = max(p.n_segments for p in parts)
+    if missing or len(parts) < declared:
+        what = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in missing)
+        raise InputError(
+            f"{label}: segmented exposure is incomplete: "
+            + (f"integrations {what} of {first.total_nints} are missing" if missing else "")
+            + ("; " if missing and len(parts) < declared else "")
+            + (f"{len(parts)} of EXSEGTOT={declared} segments" if len(parts) < declared else "")
+            + f" (found {', '.join(p.name for p in parts)})"
+        )
+    start, end = min(p.start_mjd for p in parts), max(p.end_mjd for p in parts)
+    mids = {p.mid_mjd for p in parts}
+    return replace(
+        first,
+        nints=first.total_nints,
+        start_mjd=start,
+        end_mjd=end,
+        mid_mjd=mids.pop() if len(mids) == 1 else 0.5 * (start + end),
+        size=sum(p.size for p in parts),
+        mtime_ns=max(p.mtime_ns for p in parts),
+        header_sha256=hashlib.sha256("".join(p.header_sha256 for p in parts).encode()).hexdigest(),
+        segments=tuple(parts),
+    )
+
+
+def group_segments(
+    files: Sequence[Exposure],
+) -> tuple[list[Exposure], list[tuple[str, str]]]:
+    """Whole exposures from input files: the segments of an exposure become one.
+
+    Segments belong together when their detector and file name without ``-segNNN`` agree.
+
+    Returns
+    -------
+    exposures : list of Exposure
+    bad : list of (path, problem)
+        Exposures whose segments cannot be put together (named by the first segment found).
+    """
+    whole: list[Exposure] = []
+    groups: dict[tuple[str, str], list[Exposure]] = {}
+    for e in files:
+        if _is_segment(e):
+            groups.setdefault((e.detector, segment_root(e.name)), []).append(e)
+        else:
+            whole.append(e)
+    bad = []
+    for parts in groups.values():
+        try:
+            whole.append(combine_segments(parts))
+        except InputError as exc:
+            bad.append((min(p.path for p in parts), str(exc)))
+    return whole, bad
+
+
 def inventory(
     paths: Iterable[str], skip_bad: bool = False, checksums: bool = False
 ) -> tuple[list[Exposure], list[tuple[str, str]]]:
@@ -551,6 +689,8 @@ def inventory(
             continue
         if e is not None:
             good.append(e)
+    good, broken = group_segments(good)
+    bad += broken
     for e, problem in _problems_between(good):
         good.remove(e)
         bad.append((e.path, problem))
