@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import dask
 import numpy as np
@@ -33,6 +34,7 @@ from .inventory import (
     ArrayLayout,
     Exposure,
     by_detector,
+    combine_segments,
     discover,
     inventory,
     output_name,
@@ -149,13 +151,40 @@ def _write_one(
     return final
 
 
-def _output_paths(exposures: Sequence[Exposure], output_dir: str, mode: str) -> list[str]:
-    outputs = [os.path.join(output_dir, output_name(e.path, mode)) for e in exposures]
-    names = [os.path.basename(p) for p in outputs]
+def _output_paths(
+    exposures: Sequence[Exposure], output_dir: str, mode: str
+) -> list[tuple[str, ...]]:
+    """Per exposure, the output of each of its files (one per segment)."""
+    outputs = [
+        tuple(os.path.join(output_dir, output_name(f.path, mode)) for f in e.files)
+        for e in exposures
+    ]
+    names = [os.path.basename(p) for paths in outputs for p in paths]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"two inputs would both be written to {dup} (same file name)")
     return outputs
+
+
+def _lazy_sources(exposure: Exposure, thresholds, params: Parameters):
+    """Sources of a whole exposure, lazily.
+
+    From its first integration (read from its first segment only), or with
+    ``integrations="all"`` from every integration of every segment.
+    """
+    every = params.integrations == "all"
+    parts = [
+        lazy_sources(
+            f,
+            thresholds,
+            params.n_unsat_threshold,
+            params.n_pix_grow_sat,
+            params.tile,
+            all_integrations=every,
+        )
+        for f in (exposure.files if every else exposure.files[:1])
+    ]
+    return parts[0] if len(parts) == 1 else functools.reduce(operator.or_, parts)
 
 
 def _user_mask_digest(mask: np.ndarray) -> str:
@@ -205,6 +234,7 @@ def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume
         content=(e.size, e.mtime_ns, e.header_sha256, reference_sha256),
         reference_path=reference_path,
         order=(e.detector, e.mid_mjd, e.name),
+        segments=tuple(f.name for f in e.segments),
     )
 
 
@@ -239,8 +269,14 @@ def _stored_exposure(row: dict) -> resume.Stored:
         ),
         reference_path=str(row["saturation_ref"]),
         order=(str(row["detector"]), float(row["mid_mjd"]), str(row["file"])),
+        segments=_segment_names(row),
     )
     return resume.Stored(ident, bool(row["complete"]), bool(row["written"]))
+
+
+def _segment_names(row: dict) -> tuple[str, ...]:
+    text = str(row.get("segment_files", "") or "")
+    return tuple(text.split(",")) if text else ()
 
 
 def _retained_exposure(row: dict) -> tuple[Exposure, bool]:
@@ -250,8 +286,11 @@ def _retained_exposure(row: dict) -> tuple[Exposure, bool]:
     coordinates (enough to place and scan it, not to read or copy it).
     """
     path = str(row["path"])
+    segments = _segment_names(row)
+    paths = [os.path.join(os.path.dirname(path), s) for s in segments] or [path]
     try:
-        e = read_exposure(path) if os.path.isfile(path) else None
+        files = [read_exposure(p) if os.path.isfile(p) else None for p in paths]
+        e = None if None in files else combine_segments(files) if segments else files[0]
     except InputError:
         e = None
     if e is not None and (e.size, e.mtime_ns, e.header_sha256) == (
@@ -262,28 +301,27 @@ def _retained_exposure(row: dict) -> tuple[Exposure, bool]:
         return e, True
     nints, ngroups = int(row["nints"]), int(row["ngroups"])
     ysize, xsize = int(row["ysize"]), int(row["xsize"])
-    return (
-        Exposure(
-            path=path,
-            detector=str(row["detector"]),
-            filter=str(row["filter"]),
-            subarray=str(row["subarray"]),
-            xstart=int(row["xstart"]),
-            ystart=int(row["ystart"]),
-            xsize=xsize,
-            ysize=ysize,
-            nints=nints,
-            ngroups=ngroups,
-            start_mjd=float(row["start_mjd"]),
-            mid_mjd=float(row["mid_mjd"]),
-            end_mjd=float(row["end_mjd"]),
-            sci=ArrayLayout(0, (nints, ngroups, ysize, xsize), 16),
-            size=int(row["size"]),
-            mtime_ns=int(row["mtime_ns"]),
-            header_sha256=str(row["header_sha256"]),
-        ),
-        False,
+    e = Exposure(
+        path=path,
+        detector=str(row["detector"]),
+        filter=str(row["filter"]),
+        subarray=str(row["subarray"]),
+        xstart=int(row["xstart"]),
+        ystart=int(row["ystart"]),
+        xsize=xsize,
+        ysize=ysize,
+        nints=nints,
+        ngroups=ngroups,
+        start_mjd=float(row["start_mjd"]),
+        mid_mjd=float(row["mid_mjd"]),
+        end_mjd=float(row["end_mjd"]),
+        sci=ArrayLayout(0, (nints, ngroups, ysize, xsize), 16),
+        size=int(row["size"]),
+        mtime_ns=int(row["mtime_ns"]),
+        header_sha256=str(row["header_sha256"]),
     )
+    # Enough of each segment to name its output.
+    return replace(e, segments=tuple(replace(e, path=p) for p in paths) if segments else ()), False
 
 
 def _open_history(path: str) -> xr.Dataset:
@@ -491,14 +529,14 @@ def _locked_run(
     claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
     if not overwrite:
         resume.refuse_foreign(
-            [os.path.basename(o) for o in outputs],
+            [os.path.basename(o) for paths in outputs for o in paths],
             set(os.listdir(output_dir)),
             resume.owned_outputs(stored, claimed, lambda n: output_name(n, params.mode)),
             output_dir,
         )
     # Outputs are claimed in the live store before any is written, so that a run killed
     # while writing is resumed by the same command, not refused as another run's.
-    claimed = sorted({*claimed, *(os.path.basename(o) for o in outputs)})
+    claimed = sorted({*claimed, *(os.path.basename(o) for paths in outputs for o in paths)})
     if previous is not None and not in_place:
         store_mod.update_attrs(store_path, {"claimed_outputs": claimed})
     target = store_path if previous is None or in_place else store_mod.sibling(store_path, "new")
@@ -566,17 +604,7 @@ def _locked_run(
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
         todo = [i for i in block if not reuse[i]]
-        lazy = [
-            lazy_sources(
-                exposures[i],
-                thresholds_for(i),
-                params.n_unsat_threshold,
-                params.n_pix_grow_sat,
-                params.tile,
-                all_integrations=params.integrations == "all",
-            )
-            for i in todo
-        ]
+        lazy = [_lazy_sources(exposures[i], thresholds_for(i), params) for i in todo]
         return todo, lazy
 
     blocks = [
@@ -637,7 +665,7 @@ def _locked_run(
                 resume.output_action(
                     same_mask=kept[k],
                     written=old_index[i] is not None and bool(rows[old_index[i]]["written"]),
-                    exists=os.path.exists(outputs[i]),
+                    exists=all(os.path.exists(o) for o in outputs[i]),
                     writable=writable[i],
                 )
                 for k, i in enumerate(block)
@@ -661,19 +689,20 @@ def _locked_run(
             for k, i in enumerate(block):
                 action = actions[k]
                 if action == resume.WRITE:
-                    # A partial is one opaque leaf: dask would otherwise walk the Exposure
-                    # and Parameters dataclasses of every call while holding the GIL.
-                    write = functools.partial(
-                        _write_one, exposures[i], applied[k], int(n_masked[k]), outputs[i], params
-                    )
-                    files.append(dask.delayed(_after, pure=False)(write, update))
+                    for segment, out in zip(exposures[i].files, outputs[i], strict=True):
+                        # A partial is one opaque leaf: dask would otherwise walk the Exposure
+                        # and Parameters dataclasses of every call while holding the GIL.
+                        write = functools.partial(
+                            _write_one, segment, applied[k], int(n_masked[k]), out, params
+                        )
+                        files.append(dask.delayed(_after, pure=False)(write, update))
                 elif action == resume.STALE:
                     stale.append(i)
                     continue
                 elif action == resume.MISSING:
                     log.warning(
                         "%s: output is gone and its input %s too; its mask is unchanged",
-                        outputs[i],
+                        outputs[i][0],
                         exposures[i].path,
                     )
                 else:
@@ -697,7 +726,7 @@ def _locked_run(
     if target != store_path:
         store_mod.replace(target, store_path)
     if stale:
-        names = [outputs[i] for i in stale]
+        names = [o for i in stale for o in outputs[i]]
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
         raise MiripersistError(
             f"{names[0]}{more}: stale, the mask changed but the input "

@@ -39,6 +39,8 @@ class Identity:
         Where the SATURATION reference was read from (recorded, not compared for reuse).
     order : tuple
         Scan order key ``(detector, mid_mjd, name)``.
+    segments : tuple of str
+        File names of the exposure's segments (empty for an exposure in one file).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Identity:
     content: tuple
     reference_path: str
     order: tuple
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,12 @@ def plan(inputs: Sequence[Identity], stored: Sequence[Stored] | None) -> Plan:
 def owned_outputs(stored: Sequence[Stored], claimed: Collection[str], out: Callable) -> set[str]:
     """Output names a store may replace: its exposures' and those it claimed before writing.
 
-    ``out`` maps an input file name to its output name.
+    ``out`` maps an input file name to its output name; a segmented exposure has an output
+    per segment.
     """
-    return {out(s.identity.name) for s in stored} | set(claimed)
+    return {
+        out(name) for s in stored for name in (s.identity.segments or (s.identity.name,))
+    } | set(claimed)
 
 
 def refuse_foreign(

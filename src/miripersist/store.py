@@ -43,6 +43,7 @@ EXPOSURE_COORDS = (
     "start_mjd",
     "mid_mjd",
     "end_mjd",
+    "segment_files",
 )
 PACKAGES = (
     "miripersist",
