@@ -9,9 +9,11 @@ from astropy.time import Time
 
 
 def summary_table(ds: xr.Dataset) -> Table:
-    """Per exposure: file, detector, filter, mid time, new sources, masked pixels, percent.
+    """Per exposure: file, detector, filter, subarray, mid time, new sources, masked pixels.
 
-    The percentage is of the exposure's own frame (the whole detector for FULL).
+    The percentage is of the exposure's own frame (the whole detector for FULL), which the
+    subarray column explains. A segmented exposure is one row, named by its first segment,
+    with the number of its segment files.
     """
     frame = ds["xsize"].values * ds["ysize"].values
     masked = ds["n_masked"].values
@@ -20,6 +22,7 @@ def summary_table(ds: xr.Dataset) -> Table:
             "file": ds["file"].values.astype(str),
             "detector": ds["detector"].values.astype(str),
             "filter": ds["filter"].values.astype(str),
+            "subarray": ds["subarray"].values.astype(str),
             "mid_time": Time(ds["mid_mjd"].values, format="mjd").isot,
             "new_sources": ds["n_source"].values,
             "masked": masked,
@@ -27,6 +30,10 @@ def summary_table(ds: xr.Dataset) -> Table:
         }
     )
     table["mid_time"] = [t[:19] for t in table["mid_time"]]
+    if "segment_files" in ds.variables:
+        files = ds["segment_files"].values.astype(str)
+        if any(files):
+            table.add_column([len(f.split(",")) if f else 1 for f in files], 1, name="segments")
     return table
 
 
