@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -72,58 +73,67 @@ def test_workers_that_cannot_see_files_are_named(tmp_path, prog):
             check_workers(client, ["/nonexistent/x_uncal.fits"], str(tmp_path))
 
 
-def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, local, capsys):
-    out, _ = local
-    sched_file = tmp_path / "scheduler.json"
+@contextlib.contextmanager
+def command_line_cluster(scheduler_file, n_workers: int, cwd):
+    """``dask scheduler`` and ``dask worker`` processes as a batch job starts them, in ``cwd``.
+
+    Yields the scheduler file once ``n_workers`` workers are connected; stops them after.
+    """
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
+    scheduler_file = str(scheduler_file)
+
+    def start(*args):
+        command = [sys.executable, "-m", *args]
+        procs.append(
+            subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+
+    procs: list[subprocess.Popen] = []
+    try:
+        start(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            scheduler_file,
+        )
+        deadline = time.monotonic() + 60
+        while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(n_workers):
+            start(
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                scheduler_file,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
                 "--host",
                 "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                ":0",
-                "--scheduler-file",
-                str(sched_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        "--scheduler-file",
-                        str(sched_file),
-                        "--nworkers",
-                        "1",
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                        "--no-dashboard",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
+                "--no-dashboard",
             )
-        with Client(scheduler_file=str(sched_file), timeout="60s") as client:
-            client.wait_for_workers(2, timeout=60)
+        with Client(scheduler_file=scheduler_file, timeout="60s") as client:
+            client.wait_for_workers(n_workers, timeout=60)
+        yield scheduler_file
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, local, capsys):
+    out, _ = local
+    elsewhere = tmp_path / "workers"  # a batch job's workers start in their own directory
+    elsewhere.mkdir()
+    with command_line_cluster(tmp_path / "scheduler.json", 2, cwd=elsewhere) as sched_file:
         code = main(
             [
                 "run",
@@ -135,17 +145,13 @@ def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, loc
                 "--mode",
                 "sidecar",
                 "--scheduler-file",
-                str(sched_file),
+                sched_file,
             ]
         )
-        assert code == 0
-        assert "dask dashboard at" in capsys.readouterr().err
-        assert digests(tmp_path / "out") == digests(out)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+    assert code == 0
+    assert "dask dashboard at" in capsys.readouterr().err
+    assert digests(tmp_path / "out") == digests(out)
+    assert os.listdir(elsewhere) == []
 
 
 def test_graph_grows_linearly_with_exposures(prog):

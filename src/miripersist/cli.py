@@ -228,6 +228,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dilate=args.dilate,
         batch=args.batch,
     )
+    # Paths leave this process: dask workers resolve them in their own working directory,
+    # and the store records them. Every one is made absolute here, once.
+    inputs = [os.path.abspath(p) for p in args.inputs]  # a glob pattern stays a pattern
+    output_dir = os.path.abspath(args.output_dir)
+    saturation_refs = [os.path.abspath(p) for p in args.saturation_ref]
+    store, user_mask, history = (
+        os.path.abspath(p) if p else None for p in (args.store, args.user_mask, args.history)
+    )
     client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
     try:
         if client is not None:
@@ -235,18 +243,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"miripersist: dask dashboard at {client.dashboard_link}", file=sys.stderr)
             from .inventory import discover
 
-            paths = discover(args.inputs)
-            check_workers(client, [*paths, *args.saturation_ref], args.output_dir)
+            paths = discover(inputs)
+            check_workers(client, [*paths, *saturation_refs], output_dir)
         ds = run(
-            args.inputs,
-            args.output_dir,
-            saturation_refs=args.saturation_ref,
+            inputs,
+            output_dir,
+            saturation_refs=saturation_refs,
             params=params,
-            store=args.store,
-            user_mask=args.user_mask,
+            store=store,
+            user_mask=user_mask,
             overwrite=args.overwrite,
             progress=ProgressBar(not args.quiet),
-            history=args.history,
+            history=history,
             skip_bad=args.skip_bad,
             verify_checksums=args.verify_checksums,
         )

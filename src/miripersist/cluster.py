@@ -1,15 +1,16 @@
 """Running on a dask cluster: connect, and check that every worker sees the files.
 
 Workers read inputs and write outputs by path, so a shared file system is assumed (as on
-HPC). Before any work, every worker is asked whether it can read the inputs and write to
-the output directory; a host that cannot is named and the run stops.
+HPC), and the paths they get must be absolute (a worker's working directory is not the
+client's). Before any work, every worker is asked whether it can read the inputs and write
+to the output directory; a host that cannot is named and the run stops. Asking creates
+nothing, on any host.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from collections.abc import Sequence
 
 from .errors import ConfigError
@@ -56,13 +57,25 @@ def connect(
         raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
 
 
+def _can_write_in(directory: str) -> bool:
+    """Whether files can be made in ``directory``, or in it once it is made.
+
+    A directory that does not exist yet is judged by its nearest existing ancestor, which
+    must be a directory this process may write in. Nothing is created.
+    """
+    path = directory
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
 def _probe(readable: Sequence[str], writable: str) -> dict:
+    # Runs on a worker. It only looks: anything it made would stay behind on that host.
     bad = [p for p in readable if not os.access(p, os.R_OK)]
-    try:
-        os.makedirs(writable, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=writable, prefix=".probe-"):
-            pass
-    except OSError:
+    if not _can_write_in(writable):
         bad.append(writable)
     return {"host": socket.gethostname(), "bad": bad}
 
@@ -70,12 +83,28 @@ def _probe(readable: Sequence[str], writable: str) -> dict:
 def check_workers(client, readable: Sequence[str], writable: str) -> None:
     """Stop with a message naming the host if a worker cannot see the files.
 
+    Nothing is created on the workers: inputs are checked for reading and the output
+    directory (or, if it does not exist yet, its nearest existing parent) for writing, with
+    ``os.access``. Relative paths are made absolute here, on the client, since a worker's
+    working directory may be another.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client whose workers are asked.
+    readable : sequence of str
+        Files every worker must be able to read.
+    writable : str
+        The directory every worker must be able to write in.
+
     Raises
     ------
     ConfigError
         If a worker cannot read one of ``readable`` or write in ``writable``.
     """
-    answers = client.run(_probe, list(readable), writable)
+    readable = [os.path.abspath(p) for p in readable]
+    writable = os.path.abspath(writable)
+    answers = client.run(_probe, readable, writable)
     for worker, answer in sorted(answers.items()):
         if answer["bad"]:
             more = f" and {len(answer['bad']) - 1} more" if len(answer["bad"]) > 1 else ""

@@ -135,7 +135,15 @@ def _load_reference(path: str, size: int, mtime_ns: int) -> SaturationReference:
 def crds_saturation_reference(exposure: Exposure) -> str:
     """Ask CRDS for the exposure's SATURATION reference; return its local path.
 
-    This is the only place the engine may touch the network.
+    This is the only place the engine may touch the network. With ``CRDS_MODE=local`` and a
+    synced cache in ``CRDS_PATH`` (``CRDS_CONTEXT`` naming its rules, or else the context
+    its ``server_config`` names), CRDS selects from the cache and never needs a server.
+
+    Returns
+    -------
+    str
+        Absolute path of the reference in the CRDS cache (also for a relative ``CRDS_PATH``:
+        the path is recorded in the store and may be read elsewhere).
 
     Raises
     ------
@@ -166,7 +174,7 @@ def crds_saturation_reference(exposure: Exposure) -> str:
         ) from None
     if not path or str(path).upper().startswith("N/A"):
         raise ConfigError(f"{exposure.path}: CRDS has no SATURATION reference for this exposure")
-    return str(path)
+    return os.path.abspath(path)
 
 
 def assign_references(
