@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import dask
 import numpy as np
@@ -28,7 +28,6 @@ from . import lock as run_lock
 from . import resume
 from . import store as store_mod
 from .errors import ConfigError, InputError, MiripersistError
-from .flags import flag_names, parse_flags
 from .inventory import (
     DETECTOR_SHAPE,
     ArrayLayout,
@@ -40,95 +39,19 @@ from .inventory import (
     output_name,
     read_exposure,
 )
+from .parameters import Parameters, window_words
 from .reader import lazy_sources
 from .saturation import grow
-from .scan import exclusive_scan, new_carry
+from .scan import new_carry
 from .thresholds import assign_references
 from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
 
-MODES = ("copy", "sidecar")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Parameters:
-    """What decides the masks and how the work is cut.
-
-    Attributes
-    ----------
-    n_unsat_threshold : int
-        A pixel is a source when its first integration has at most this many
-        unsaturated groups (and saturated at all).
-    n_pix_grow_sat : int
-        Growth of saturated pixels, as jwst's saturation step parameter.
-    flags : int
-        Pixel DQ bits set where masked (default DO_NOT_USE | PERSISTENCE).
-    mode : str
-        ``"copy"`` (masked copies of the uncal files) or ``"sidecar"`` (DQ images for
-        dq_init's ``user_supplied_dq``).
-    window_days : float
-        How long a source keeps masking after its exposure ends; ``inf`` for ever.
-    integrations : str
-        ``"first"`` (the notebook's rule) or ``"all"``: saturation in any integration
-        makes a source.
-    dilate : int
-        Grow the persistence sources by this many pixels beyond the saturated core
-        (in detector coordinates), for the halos bright cores leave.
-    tile : tuple of int
-        Dask tile shape (rows, columns) over the detector.
-    batch : int
-        Exposures per block; bounds memory.
-    """
-
-    n_unsat_threshold: int = 3
-    n_pix_grow_sat: int = 1
-    flags: int = field(default_factory=lambda: parse_flags("DO_NOT_USE,PERSISTENCE"))
-    mode: str = "copy"
-    window_days: float = math.inf
-    integrations: str = "first"
-    dilate: int = 0
-    tile: tuple[int, int] = (256, 1032)
-    batch: int = 16
-
-    def __post_init__(self) -> None:
-        if self.n_unsat_threshold < 0:
-            raise ConfigError("--n-unsat-threshold must be 0 or more")
-        if self.n_pix_grow_sat < 0:
-            raise ConfigError("--n-pix-grow-sat must be 0 or more")
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.integrations not in ("first", "all"):
-            raise ConfigError(f"--integrations must be first or all, not {self.integrations!r}")
-        if self.dilate < 0:
-            raise ConfigError("--dilate must be 0 or more")
-        if not self.window_days > 0:
-            raise ConfigError("--window must be positive")
-        if min(self.tile) < 1 or self.batch < 1:
-            raise ConfigError("tile sizes and batch must be positive")
-
-    def record(self) -> dict:
-        """JSON-ready description for the store's attributes."""
-        out = asdict(self)
-        out["flags_names"] = flag_names(self.flags)
-        out["window_days"] = "inf" if math.isinf(self.window_days) else self.window_days
-        out["tile"] = list(self.tile)
-        return out
-
-
 def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
-    version = store_mod.package_versions()["miripersist"]
-    return {
-        "MPTOOL": ("miripersist", "persistence flags made by this tool"),
-        "MPVERS": (version, "miripersist version"),
-        "MPNUNSAT": (params.n_unsat_threshold, "source: at most this many unsaturated groups"),
-        "MPNGROW": (params.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
-        "MPFLAGS": (params.flags, "pixel DQ bits set where masked"),
-        "MPWINDOW": (str(params.record()["window_days"]), "mask lifetime after exposure (days)"),
-        "MPINTEG": (params.integrations, "integrations that make sources"),
-        "MPDILATE": (params.dilate, "sources grown by this many pixels"),
-        "MPNMASK": (n_masked, "pixels flagged in this exposure"),
-    }
+    return params.header_cards(n_masked, store_mod.package_versions()["miripersist"])
 
 
 def _write_one(
@@ -167,23 +90,8 @@ def _output_paths(
 
 
 def _lazy_sources(exposure: Exposure, thresholds, params: Parameters):
-    """Sources of a whole exposure, lazily.
-
-    From its first integration (read from its first segment only), or with
-    ``integrations="all"`` from every integration of every segment.
-    """
-    every = params.integrations == "all"
-    parts = [
-        lazy_sources(
-            f,
-            thresholds,
-            params.n_unsat_threshold,
-            params.n_pix_grow_sat,
-            params.tile,
-            all_integrations=every,
-        )
-        for f in (exposure.files if every else exposure.files[:1])
-    ]
+    """Sources of a whole exposure, lazily, as its method defines them."""
+    parts = params.rule.lazy_sources(exposure, thresholds, params, lazy_sources)
     return parts[0] if len(parts) == 1 else functools.reduce(operator.or_, parts)
 
 
@@ -203,6 +111,7 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
         ) from None
     old = previous.attrs.get("parameters", {})
     keys = (
+        "method",
         "n_unsat_threshold",
         "n_pix_grow_sat",
         "flags",
@@ -212,6 +121,8 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
         "integrations",
         "dilate",
     )
+    # A store made before methods existed was made with the notebook's.
+    old = {"method": "notebook", **old}
     differ = [k for k in keys if old.get(k) != record.get(k)]
     if differ:
         what = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in differ)
@@ -331,7 +242,13 @@ def _open_history(path: str) -> xr.Dataset:
         raise ConfigError(f"{path}: --history store cannot be read ({exc!s:.120})") from None
 
 
-def _check_history(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
+def _check_history(past: xr.Dataset, exposures: Sequence[Exposure], method: str) -> None:
+    made_with = past.attrs.get("parameters", {}).get("method", "notebook")
+    if made_with != method:
+        raise ConfigError(
+            f"--history store was made with --method {made_with}, this run uses {method}: "
+            "their sources are not the same thing"
+        )
     done = past["complete"].values
     resume.check_history(
         [
@@ -350,19 +267,41 @@ def _check_history(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
     )
 
 
-def history_carry(past: xr.Dataset, detector: str) -> np.ndarray:
+def history_carry(past: xr.Dataset, detector: str, rule) -> np.ndarray:
     """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
     carry = new_carry(DETECTOR_SHAPE)
     chosen = np.flatnonzero(
         (past["detector"].values.astype(str) == detector) & past["complete"].values
     )
-    ends = past["end_mjd"].values
+    ends = rule.stamp(past["start_mjd"].values, past["end_mjd"].values)
     for lo in range(0, len(chosen), 64):
         part = chosen[lo : lo + 64]
         # In time order, so that a later exposure's end time wins.
         for j, source in zip(part, _stored(past, "source", part), strict=True):
             carry[source] = float(ends[j])
     return carry
+
+
+def _warn_if_window_masks_nothing(exposures: Sequence[Exposure], params: Parameters) -> None:
+    """Warn when the window is shorter than every gap between consecutive exposures."""
+    if math.isinf(params.window_days):
+        return
+    for detector, indices in by_detector(exposures).items():
+        if len(indices) < 2:
+            continue
+        start = np.array([exposures[i].start_mjd for i in indices])
+        stamps = params.rule.stamp(start, np.array([exposures[i].end_mjd for i in indices]))
+        shortest = float(np.min(start[1:] - stamps[:-1]))
+        if not params.rule.masked(np.array([stamps[0]]), stamps[0] + shortest, params.window_days)[
+            0
+        ]:
+            log.warning(
+                "--window %s is shorter than the shortest gap between consecutive %s "
+                "exposures (%s): it can mask nothing there",
+                window_words(params.window_days),
+                detector,
+                window_words(shortest),
+            )
 
 
 def _check_windows(exposures, references, skip_bad: bool):
@@ -440,6 +379,14 @@ def run(
         reused and written by this call.
     """
     params = params or Parameters()
+    # Absolute before anything is planned or sent to workers, whose working directory may
+    # be another (glob patterns stay patterns: abspath keeps their wildcards).
+    inputs = [os.path.abspath(p) for p in inputs]
+    output_dir = os.path.abspath(output_dir)
+    saturation_refs = [os.path.abspath(p) for p in saturation_refs]
+    store, user_mask, history = (
+        os.path.abspath(p) if p else None for p in (store, user_mask, history)
+    )
     inputs_found, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
     references = assign_references(inputs_found, saturation_refs)
     inputs_found, references, more = _check_windows(inputs_found, references, skip_bad)
@@ -524,7 +471,8 @@ def _locked_run(
     in_place = the_plan.in_place
     past = _open_history(history) if history else None
     if past is not None:
-        _check_history(past, exposures)
+        _check_history(past, exposures, params.method)
+    _warn_if_window_masks_nothing(exposures, params)
     outputs = _output_paths(exposures, output_dir, params.mode)
     claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
     if not overwrite:
@@ -629,7 +577,11 @@ def _locked_run(
             launch(lazy, stored_tasks, files, to_mark)
             stored_tasks, files, to_mark = [], [], []
             if b == 0 or blocks[b - 1][0] != detector:
-                carry = history_carry(past, detector) if past else new_carry(DETECTOR_SHAPE)
+                carry = (
+                    history_carry(past, detector, params.rule)
+                    if past
+                    else new_carry(DETECTOR_SHAPE)
+                )
             sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
             reused = [k for k, i in enumerate(block) if i not in frames]
             if reused:
@@ -643,7 +595,7 @@ def _locked_run(
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
             counts["retained"] += sum(the_plan.entries[i].retained for i in block)
-            masks, carry = exclusive_scan(
+            masks, carry = params.rule.scan(
                 sources,
                 np.array([exposures[i].start_mjd for i in block]),
                 np.array([exposures[i].end_mjd for i in block]),

@@ -129,13 +129,13 @@ def _tile_from_ramp(
     grow_by: int,
     ys: slice,
     xs: slice,
-    integrations: int = 1,
+    integrations: Sequence[int] = (0,),
 ) -> np.ndarray:
     ny, nx = thresholds.shape
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
     src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
-    for i in range(integrations):
+    for i in integrations:
         # A pixel saturates within the groups exactly when their brightest value does.
         peak = brightest_rows(path, layout, i, groups, hy)[np.newaxis, :, hx]
         src |= sources_from_ramp(peak, thresholds[hy, hx], grow_by)
@@ -148,10 +148,10 @@ def _tile_from_groupdq(
     n_unsat_threshold: int,
     ys: slice,
     xs: slice,
-    integrations: int = 1,
+    integrations: Sequence[int] = (0,),
 ) -> np.ndarray:
     src = np.zeros((ys.stop - ys.start, xs.stop - xs.start), dtype=bool)
-    for i in range(integrations):
+    for i in integrations:
         gdq = read_rows(path, layout, i, layout.shape[1], ys)[:, :, xs]
         src |= sources_from_groupdq(np.asarray(gdq, dtype=np.uint32), n_unsat_threshold)
     return src
@@ -168,6 +168,7 @@ def lazy_sources(
     n_pix_grow_sat: int,
     tile: Sequence[int] = (256, 1032),
     all_integrations: bool = False,
+    integrations: Sequence[int] | None = None,
 ) -> da.Array:
     """Persistence sources of one exposure, in its own frame, as a lazy dask array.
 
@@ -187,6 +188,9 @@ def lazy_sources(
     all_integrations : bool
         A pixel that is a source in any integration is a source (default: the first
         integration decides, as in the notebook).
+    integrations : sequence of int, optional
+        The integrations (0-indexed, in this file) that decide, overriding
+        ``all_integrations``.
 
     Returns
     -------
@@ -212,12 +216,17 @@ def lazy_sources(
                     tuple(tile),
                     getattr(thresholds, "key", None),
                     all_integrations,
+                    integrations,
                 )
             ).encode()
         ).hexdigest()
     )
     row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
-    nints = exposure.nints if all_integrations else 1
+    which = tuple(
+        integrations
+        if integrations is not None
+        else range(exposure.nints if all_integrations else 1)
+    )
     dsk = {}
     for r, ys in enumerate(row_edges):
         for c, xs in enumerate(col_edges):
@@ -229,7 +238,7 @@ def lazy_sources(
                     n_unsat_threshold,
                     ys,
                     xs,
-                    nints,
+                    which,
                 )
             else:
                 task = (
@@ -241,7 +250,7 @@ def lazy_sources(
                     n_pix_grow_sat,
                     ys,
                     xs,
-                    nints,
+                    which,
                 )
             dsk[(name, r, c)] = task
     deps = [thresholds] if exposure.groupdq is None else []

@@ -20,6 +20,44 @@ def new_carry(shape: tuple[int, int]) -> np.ndarray:
     return np.full(shape, NEVER_SATURATED, dtype=np.float64)
 
 
+def scan(
+    sources: np.ndarray,
+    stamps: np.ndarray,
+    start_mjd: np.ndarray,
+    carry: np.ndarray,
+    window_days: float,
+    rule,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exclusive scan of any rule: ``rule.masked(carry, start, window)`` decides.
+
+    Parameters
+    ----------
+    sources : ndarray of bool, shape (n, ny, nx)
+        Sources of n consecutive exposures, in scan order.
+    stamps : ndarray, shape (n,)
+        What each exposure's sources record in the carry (MJD).
+    start_mjd : ndarray, shape (n,)
+        Exposure start times.
+    carry : ndarray of float64, shape (ny, nx)
+        Latest stamp per pixel before this block (not modified).
+    window_days : float
+        Passed to the rule.
+    rule : object
+        Has ``masked(carry, start_mjd, window_days) -> ndarray of bool``.
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n, ny, nx)
+    carry : ndarray of float64, shape (ny, nx)
+    """
+    masks = np.empty(sources.shape, dtype=bool)
+    last = carry.copy()
+    for i in range(sources.shape[0]):
+        masks[i] = rule.masked(last, start_mjd[i], window_days)
+        last[sources[i]] = stamps[i]
+    return masks, last
+
+
 def exclusive_scan(
     sources: np.ndarray,
     start_mjd: np.ndarray,

@@ -22,14 +22,15 @@ class PersistenceMaskStep(Step):
     prefetch_references = False
 
     spec = """
+        method = option('notebook', 'snowblind', default='notebook') # persistence rule
         n_unsat_threshold = integer(default=3, min=0) # source: at most this many unsaturated groups
         n_pix_grow_sat = integer(default=1, min=0) # growth of saturation, as jwst's saturation step
         saturation_ref = string(default=None) # SATURATION reference file(s), comma-separated; None asks CRDS
         user_mask = string(default=None) # table of 1-indexed x, y or a FITS image
         mode = option('copy', 'sidecar', default='copy') # masked uncal copies or DQ sidecar files
         store = string(default=None) # zarr store (default output_dir/persistence.zarr)
-        flags = string(default='DO_NOT_USE,PERSISTENCE') # pixel DQ flag names to set
-        window = string(default='inf') # mask lifetime after the saturating exposure: 2500s, 10h, inf
+        flags = string(default=None) # pixel DQ flag names to set (default: the method's)
+        window = string(default=None) # how long a source masks: 2500s, 10h, inf (default: the method's)
         integrations = option('first', 'all', default='first') # integrations that make sources
         dilate = integer(default=0, min=0) # grow the mask beyond the saturated core
         history = string(default=None) # store of an earlier run, saturation before this one
@@ -51,12 +52,14 @@ class PersistenceMaskStep(Step):
 
         return config_parser.ConfigObj()
 
-    def _window(self) -> float:
+    def _window(self) -> float | None:
         from argparse import ArgumentTypeError
 
         from .cli import _duration
         from .errors import ConfigError
 
+        if self.window is None:
+            return None
         try:
             return _duration(self.window)
         except ArgumentTypeError as exc:
@@ -70,9 +73,10 @@ class PersistenceMaskStep(Step):
         inputs = list(step_input) if isinstance(step_input, list | tuple) else [step_input]
         refs = [r.strip() for r in (self.saturation_ref or "").split(",") if r.strip()]
         params = Parameters(
+            method=self.method,
             n_unsat_threshold=self.n_unsat_threshold,
             n_pix_grow_sat=self.n_pix_grow_sat,
-            flags=parse_flags(self.flags),
+            flags=parse_flags(self.flags) if self.flags else None,
             mode=self.mode,
             window_days=self._window(),
             integrations=self.integrations,

@@ -37,9 +37,21 @@ def summary_table(ds: xr.Dataset) -> Table:
     return table
 
 
+def _rule_line(parameters: dict) -> str:
+    from .parameters import window_words
+
+    window = parameters.get("window_days", "inf")
+    days = float("inf") if window == "inf" else float(window)
+    return (
+        f"method {parameters.get('method', 'notebook')}, window {window_words(days)}, "
+        f"flags {parameters.get('flags_names', '?')}"
+    )
+
+
 def format_summary(ds: xr.Dataset) -> str:
     """The summary table as fixed-width text, then the inputs that were left out, if any."""
-    lines = summary_table(ds).pformat(max_lines=-1, max_width=-1)
+    lines = [_rule_line(ds.attrs.get("parameters", {})), ""]
+    lines += summary_table(ds).pformat(max_lines=-1, max_width=-1)
     skipped = ds.attrs.get("skipped", [])
     if skipped:
         lines.append(f"\n{len(skipped)} inputs left out (their saturation is not propagated):")

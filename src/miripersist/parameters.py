@@ -1,0 +1,132 @@
+"""What decides the masks, and how the work is cut: :class:`Parameters`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from . import methods
+from .errors import ConfigError
+from .flags import flag_names, parse_flags
+
+MODES = ("copy", "sidecar")
+
+
+def window_words(window_days: float) -> str:
+    """A window as a person reads it: ``inf (for ever)``, ``2500 s (41.7 min)``."""
+    if math.isinf(window_days):
+        return "inf (a source masks every later exposure)"
+    seconds = window_days * 86400.0
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds:.6g} s ({seconds / size:.3g} {unit})"
+    return f"{seconds:.6g} s"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What decides the masks and how the work is cut.
+
+    Attributes
+    ----------
+    method : str
+        The persistence rule: ``"notebook"`` (the STScI notebook's, default) or
+        ``"snowblind"`` (snowblind's PersistenceFlagStep); see :mod:`miripersist.methods`.
+    n_unsat_threshold : int
+        A pixel is a source when its first integration has at most this many
+        unsaturated groups (and saturated at all). Notebook method.
+    n_pix_grow_sat : int
+        Growth of saturated pixels, as jwst's saturation step parameter.
+    flags : int or str, optional
+        Pixel DQ bits set where masked, as a number or as jwst flag names
+        (``"DO_NOT_USE,PERSISTENCE"``); default: the method's.
+    mode : str
+        ``"copy"`` (masked copies of the uncal files) or ``"sidecar"`` (DQ images for
+        dq_init's ``user_supplied_dq``).
+    window_days : float, optional
+        How long a source keeps masking (``inf`` for ever); default: the method's
+        (notebook: ``inf``, after the end of the source's exposure; snowblind: 2500 s,
+        start to start).
+    integrations : str
+        ``"first"`` (the notebook's rule) or ``"all"``: saturation in any integration
+        makes a source. Notebook method.
+    dilate : int
+        Grow the persistence sources by this many pixels beyond the saturated core
+        (in detector coordinates), for the halos bright cores leave.
+    tile : tuple of int
+        Dask tile shape (rows, columns) over the detector.
+    batch : int
+        Exposures per block; bounds memory.
+    """
+
+    n_unsat_threshold: int = 3
+    n_pix_grow_sat: int = 1
+    flags: int | str | None = None
+    mode: str = "copy"
+    window_days: float | None = None
+    integrations: str = "first"
+    dilate: int = 0
+    tile: tuple[int, int] = (256, 1032)
+    batch: int = 16
+    method: str = "notebook"
+
+    def __post_init__(self) -> None:
+        if self.method not in methods.METHODS:
+            raise ConfigError(
+                f"--method must be one of {', '.join(methods.METHODS)}, not {self.method!r}"
+            )
+        rule = methods.get(self.method)
+        # Frozen: the method's defaults are filled in once, here.
+        if self.flags is None or isinstance(self.flags, str):
+            text = rule.default_flags if self.flags is None else self.flags
+            object.__setattr__(self, "flags", parse_flags(text))
+        elif isinstance(self.flags, bool) or not isinstance(self.flags, int) or self.flags <= 0:
+            raise ConfigError(
+                f"flags must be jwst flag names or a positive integer, not {self.flags!r}"
+            )
+        if self.window_days is None:
+            object.__setattr__(self, "window_days", rule.default_window_days)
+        if self.n_unsat_threshold < 0:
+            raise ConfigError("--n-unsat-threshold must be 0 or more")
+        if self.n_pix_grow_sat < 0:
+            raise ConfigError("--n-pix-grow-sat must be 0 or more")
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.integrations not in ("first", "all"):
+            raise ConfigError(f"--integrations must be first or all, not {self.integrations!r}")
+        if self.dilate < 0:
+            raise ConfigError("--dilate must be 0 or more")
+        if not self.window_days > 0:
+            raise ConfigError("--window must be positive")
+        if min(self.tile) < 1 or self.batch < 1:
+            raise ConfigError("tile sizes and batch must be positive")
+        rule.check(self)
+
+    @property
+    def rule(self) -> methods.Method:
+        """The method object."""
+        return methods.get(self.method)
+
+    def record(self) -> dict:
+        """JSON-ready description for the store's attributes."""
+        out = asdict(self)
+        out["flags_names"] = flag_names(self.flags)
+        out["window_days"] = "inf" if math.isinf(self.window_days) else self.window_days
+        out["tile"] = list(self.tile)
+        return out
+
+    def header_cards(self, n_masked: int, version: str) -> dict[str, tuple[object, str]]:
+        """Provenance keywords of an output file."""
+        window = "inf" if math.isinf(self.window_days) else f"{self.window_days * 86400.0:.10g}"
+        return {
+            "MPTOOL": ("miripersist", "persistence flags made by this tool"),
+            "MPVERS": (version, "miripersist version"),
+            "MPMETHOD": (self.method, "persistence rule (notebook, snowblind)"),
+            "MPNUNSAT": (self.n_unsat_threshold, "source: at most this many unsaturated groups"),
+            "MPNGROW": (self.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
+            "MPFLAGS": (self.flags, "pixel DQ bits set where masked"),
+            "MPWINDOW": (window, "how long a source masks (s)"),
+            "MPINTEG": (self.integrations, "integrations that make sources"),
+            "MPDILATE": (self.dilate, "sources grown by this many pixels"),
+            "MPNMASK": (n_masked, "pixels flagged in this exposure"),
+        }
