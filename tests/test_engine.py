@@ -136,27 +136,40 @@ def test_sidecars_are_the_same_where_direct_io_is_refused(tmp_path, program, mon
     assert direct and direct == {p.name: sha256(p) for p in (tmp_path / "plain").glob("*.fits")}
 
 
-def test_sidecar_through_user_supplied_dq_equals_copy(tmp_path, program, expected_masks):
+@pytest.mark.parametrize(
+    ("flags", "compress", "dtype"),
+    [
+        ("DO_NOT_USE,PERSISTENCE", False, np.uint8),
+        ("DO_NOT_USE,PERSISTENCE", True, np.uint8),
+        ("DO_NOT_USE,PERSISTENCE,HOT", False, np.uint16),
+        ("DO_NOT_USE,PERSISTENCE,OTHER_BAD_PIXEL", False, np.uint32),
+        ("DO_NOT_USE,PERSISTENCE,OTHER_BAD_PIXEL", True, np.uint32),
+    ],
+    ids=["uint8", "uint8-compressed", "uint16", "uint32", "uint32-compressed"],
+)
+def test_sidecar_through_user_supplied_dq_equals_copy(
+    tmp_path, program, expected_masks, flags, compress, dtype
+):
     from jwst.dq_init import DQInitStep
 
     exposures, _, masks = expected_masks
     umask = os.umask(0o022)
     os.umask(umask)
-    run(
-        [program.directory],
-        str(tmp_path / "side"),
-        [program.saturation_ref],
-        Parameters(mode="sidecar"),
-    )
+    params = Parameters(mode="sidecar", flags=flags, compress=compress)
+    run([program.directory], str(tmp_path / "side"), [program.saturation_ref], params)
     for e, mask in zip(exposures, masks, strict=True):
         side = tmp_path / "side" / e.name.replace("_uncal.fits", "_persistence_dq.fits")
         dq = fits.getdata(side)
-        assert dq.dtype == np.uint32 and dq.shape == (e.ysize, e.xsize)
-        assert fits.getheader(side)["MPNMASK"] == mask.sum()
+        assert dq.dtype == np.dtype(dtype) and dq.shape == (e.ysize, e.xsize)
+        with fits.open(side) as hdul:
+            assert isinstance(hdul[-1], fits.CompImageHDU) is compress
+            assert hdul[-1].header["MPNMASK"] == mask.sum()
+        if compress and e.xsize == 1032:
+            assert side.stat().st_size < 100_000, "a sparse full-frame mask compresses well"
         # Created with the user's umask, like any file they write (not private to them).
         assert side.stat().st_mode & 0o777 == 0o666 & ~umask
         result = DQInitStep.call(e.path, override_mask=program.mask_ref, user_supplied_dq=str(side))
-        expected = np.where(mask, FLAGS, 0) | fits.getdata(program.mask_ref, "DQ")[e.window]
+        expected = np.where(mask, params.flags, 0) | fits.getdata(program.mask_ref, "DQ")[e.window]
         np.testing.assert_array_equal(result.pixeldq, expected)
 
 

@@ -1,4 +1,4 @@
-"""The fast uint32 image writer makes exactly the bytes astropy writes."""
+"""The fast unsigned image writer makes exactly the bytes astropy writes."""
 
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def _astropy(values: np.ndarray, primary: bool, comment: str | None) -> bytes:
 def images(draw):
     ny, nx = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     seed = draw(st.integers(0, 2**32 - 1))
+    dtype = np.dtype(draw(st.sampled_from([np.uint8, np.uint16, np.uint32])))
+    top = int(np.iinfo(dtype).max)
     rng = np.random.default_rng(seed)
-    values = rng.integers(0, 2**32, size=(ny, nx), dtype=np.uint64).astype(np.uint32)
+    values = rng.integers(0, top + 1, size=(ny, nx), dtype=np.uint64).astype(dtype)
     # The extremes, and long runs of one value as in a sparse DQ image.
-    values.flat[0] = draw(st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1]))
+    values.flat[0] = draw(st.sampled_from([0, 1, top // 2, top // 2 + 1, top]))
     if draw(st.booleans()):
         values[values % 7 != 0] = 0
     return values
@@ -52,7 +54,9 @@ def images(draw):
 @settings(max_examples=150, deadline=None)
 @given(images(), st.booleans(), st.sampled_from([None, "HDU checksum (miripersist)"]))
 def test_bytes_equal_astropy(values, primary, comment):
-    header = fitsimage.image_header(values.shape, primary=primary, extname="PIXELDQ")
+    header = fitsimage.image_header(
+        values.shape, primary=primary, extname="PIXELDQ", dtype=values.dtype
+    )
     header["MPTEST"] = (7, "a card of the caller's")
     header.add_history("a history line")
     assert _ours(header, values, comment) == _astropy(values, primary, comment)
@@ -70,6 +74,14 @@ def test_full_frame_round_trip_and_checksum(tmp_path):
         assert hdul[0].verify_checksum() == 1 and hdul[0].verify_datasum() == 1
         np.testing.assert_array_equal(hdul[0].data, values)
         assert hdul[0].data.dtype == np.uint32
+
+
+@pytest.mark.parametrize(
+    ("largest", "dtype"),
+    [(33, np.uint8), (255, np.uint8), (256, np.uint16), (2**16, np.uint32), (2**31 | 1, np.uint32)],
+)
+def test_smallest_unsigned(largest, dtype):
+    assert fitsimage.smallest_unsigned(largest) == np.dtype(dtype)
 
 
 def test_shape_must_match_header():

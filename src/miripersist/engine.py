@@ -28,6 +28,7 @@ from . import lock as run_lock
 from . import resume
 from . import store as store_mod
 from .errors import ConfigError, InputError, MiripersistError
+from .fitsimage import smallest_unsigned
 from .inventory import (
     DETECTOR_SHAPE,
     ArrayLayout,
@@ -57,15 +58,17 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
 def _write_one(
     exposure: Exposure, applied: np.ndarray, n_masked: int, final: str, params: Parameters
 ) -> str:
-    # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there.
-    dq = applied.astype(np.uint32)
-    dq *= np.uint32(params.flags)
+    # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there:
+    # uint32 in a copy's PIXELDQ, the smallest type that holds the flags in a sidecar.
+    dtype = np.dtype(np.uint32) if params.mode == "copy" else smallest_unsigned(params.flags)
+    dq = applied.astype(dtype)
+    dq *= dtype.type(params.flags)
     cards = _header_cards(params, n_masked)
     try:
         if params.mode == "copy":
             write_copy(exposure, dq, final, cards)
         else:
-            write_sidecar(dq, final, cards)
+            write_sidecar(dq, final, cards, compress=params.compress)
     except OSError as exc:
         raise MiripersistError(
             f"{final}: cannot write ({exc.strerror or exc}); nothing was left behind, "

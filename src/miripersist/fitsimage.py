@@ -1,4 +1,4 @@
-"""uint32 image HDUs as bytes: astropy makes the header, numpy the data and checksums.
+"""Unsigned integer image HDUs as bytes: astropy makes the header, numpy the data and checksums.
 
 A DQ image written by ``astropy.io.fits`` costs several milliseconds beyond the disk:
 the unsigned data are scaled into a new array, byte-swapped into another, and the
@@ -7,8 +7,9 @@ into the caller's output buffer, the data sum is one numpy reduction, and the he
 astropy's own serialisation, so the bytes are exactly those astropy writes (the tests
 compare them).
 
-FITS stores uint32 as BITPIX 32 with BZERO 2**31: the stored big-endian int32 word of
-a value is the value with its top bit flipped.
+FITS stores uint32 as BITPIX 32 with BZERO 2**31 and uint16 as BITPIX 16 with BZERO
+2**15: the stored big-endian word of a value is the value with its top bit flipped.
+uint8 is BITPIX 8 as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from astropy.io import fits
 
 from .headers import BLOCK, CARD, card_value
 
-_TOP_BIT = np.uint32(1 << 31)
+_BITPIX = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16), 32: np.dtype(np.uint32)}
 # Characters the FITS checksum encoding must avoid (punctuation between digits and letters).
 _EXCLUDE = frozenset(b":;<=>?@[\\]^_`")
 
@@ -55,11 +56,23 @@ def encode_checksum(value: int) -> str:
     return bytes(asc[15:] + asc[:15]).decode("ascii")
 
 
+def smallest_unsigned(largest: int) -> np.dtype:
+    """The smallest unsigned integer type that holds ``largest`` (uint8, uint16 or uint32)."""
+    for dtype in _BITPIX.values():
+        if largest <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"{largest} does not fit 32 bits")
+
+
 def image_header(
-    shape: tuple[int, int], *, primary: bool, extname: str | None = None
+    shape: tuple[int, int],
+    *,
+    primary: bool,
+    extname: str | None = None,
+    dtype: np.dtype | type = np.uint32,
 ) -> fits.Header:
-    """The structural cards astropy writes for a uint32 image of ``shape``."""
-    probe = np.zeros((1, 1), dtype=np.uint32)
+    """The structural cards astropy writes for an unsigned ``dtype`` image of ``shape``."""
+    probe = np.zeros((1, 1), dtype=dtype)
     hdu = fits.PrimaryHDU(data=probe) if primary else fits.ImageHDU(data=probe, name=extname)
     header = hdu.header.copy()
     header["NAXIS1"] = shape[1]
@@ -101,10 +114,15 @@ def replace_card(head: bytes, keyword: str, value: object, comment: str) -> byte
 
 
 def hdu_size(head: bytes) -> int:
-    """Bytes of the uint32 image HDU that :func:`hdu_into` makes with the header ``head``."""
+    """Bytes of the image HDU that :func:`hdu_into` makes with the header ``head``."""
     ny, nx = _image_shape(head)
-    data = 4 * nx * ny
+    data = _dtype(head).itemsize * nx * ny
     return len(head) + data + (-data % BLOCK)
+
+
+def _dtype(head: bytes) -> np.dtype:
+    at = _card_at(head, "BITPIX")
+    return _BITPIX[int(card_value(head[at : at + CARD]))]
 
 
 def _image_shape(head: bytes) -> tuple[int, int]:
@@ -116,7 +134,7 @@ def _image_shape(head: bytes) -> tuple[int, int]:
 
 
 def hdu_into(buffer, head: bytes, values: np.ndarray, checksum_comment: str | None = None) -> int:
-    """Write the header, data and padding of a uint32 image HDU into ``buffer``.
+    """Write the header, data and padding of an unsigned image HDU into ``buffer``.
 
     The stored words are made in place, so a page-aligned buffer can go to the disk as it
     is (direct I/O) with no further copy.
@@ -128,8 +146,8 @@ def hdu_into(buffer, head: bytes, values: np.ndarray, checksum_comment: str | No
     head : bytes
         The header from :func:`serialise`, with its CHECKSUM and DATASUM cards (zero) if
         ``checksum_comment`` is given.
-    values : ndarray of uint32, shape (NAXIS2, NAXIS1)
-        The image.
+    values : ndarray of unsigned integers, shape (NAXIS2, NAXIS1)
+        The image; values must fit the header's type (BITPIX).
     checksum_comment : str, optional
         Fill in the DATASUM and CHECKSUM cards, with this comment (as
         ``add_checksum(when=...)``).
@@ -142,12 +160,21 @@ def hdu_into(buffer, head: bytes, values: np.ndarray, checksum_comment: str | No
     if values.shape != _image_shape(head):
         raise ValueError(f"image shape {values.shape} does not match its header")
     view = memoryview(buffer).cast("B")
-    words = np.frombuffer(view, dtype=">u4", count=values.size, offset=len(head))
-    np.bitwise_xor(values.reshape(-1), _TOP_BIT, out=words, casting="unsafe")
-    end = len(head) + words.nbytes
+    dtype = _dtype(head)
+    stored = np.frombuffer(view, dtype=dtype.newbyteorder(">"), count=values.size, offset=len(head))
+    if dtype.itemsize == 1:
+        np.copyto(stored, values.reshape(-1), casting="unsafe")
+    else:
+        top = dtype.type(1 << (8 * dtype.itemsize - 1))
+        np.bitwise_xor(values.reshape(-1), top, out=stored, casting="unsafe")
+    end = len(head) + stored.nbytes
     pad = -end % BLOCK
     view[end : end + pad] = bytes(pad)
     if checksum_comment is not None:
+        # The data sum is over the whole padded data as 32-bit words.
+        words = np.frombuffer(
+            view, dtype=">u4", count=(end + pad - len(head)) // 4, offset=len(head)
+        )
         datasum = ones_complement_sum(words)
         # The checksum is over the header with CHECKSUM zero and DATASUM filled in.
         head = replace_card(head, "DATASUM", str(datasum), checksum_comment)

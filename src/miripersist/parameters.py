@@ -57,6 +57,8 @@ class Parameters:
         Dask tile shape (rows, columns) over the detector.
     batch : int
         Exposures per block; bounds memory.
+    compress : bool
+        Sidecars tile-compressed (RICE): tens of kilobytes instead of a megabyte.
     """
 
     n_unsat_threshold: int = 3
@@ -69,6 +71,7 @@ class Parameters:
     tile: tuple[int, int] = (256, 1032)
     batch: int = 16
     method: str = "notebook"
+    compress: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in methods.METHODS:
@@ -98,6 +101,8 @@ class Parameters:
             raise ConfigError("--dilate must be 0 or more")
         if not self.window_days > 0:
             raise ConfigError("--window must be positive")
+        if self.compress and self.mode != "sidecar":
+            raise ConfigError("--compress is for --mode sidecar (copies stay byte copies)")
         if min(self.tile) < 1 or self.batch < 1:
             raise ConfigError("tile sizes and batch must be positive")
         rule.check(self)

@@ -28,6 +28,7 @@ class PersistenceMaskStep(Step):
         saturation_ref = string(default=None) # SATURATION reference file(s), comma-separated; None asks CRDS
         user_mask = string(default=None) # table of 1-indexed x, y or a FITS image
         mode = option('copy', 'sidecar', default='copy') # masked uncal copies or DQ sidecar files
+        compress = boolean(default=False) # tile-compressed sidecars
         store = string(default=None) # zarr store (default output_dir/persistence.zarr)
         flags = string(default=None) # pixel DQ flag names to set (default: the method's)
         window = string(default=None) # how long a source masks: 2500s, 10h, inf (default: the method's)
@@ -74,6 +75,7 @@ class PersistenceMaskStep(Step):
         refs = [r.strip() for r in (self.saturation_ref or "").split(",") if r.strip()]
         params = Parameters(
             method=self.method,
+            compress=self.compress,
             n_unsat_threshold=self.n_unsat_threshold,
             n_pix_grow_sat=self.n_pix_grow_sat,
             flags=parse_flags(self.flags) if self.flags else None,

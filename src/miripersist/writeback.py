@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import itertools
 import mmap
 import os
@@ -212,19 +213,25 @@ def provenance(header: fits.Header, provenance_cards: dict[str, object]) -> None
 
 
 @functools.lru_cache(maxsize=64)
-def _template(kind: str, shape: tuple[int, int], cards: tuple[tuple[str, object], ...]) -> bytes:
+def _template(
+    kind: str, shape: tuple[int, int], cards: tuple[tuple[str, object], ...], dtype: str
+) -> bytes:
     """Serialised header of an output image with its provenance; made once a run."""
-    header = fitsimage.image_header(shape, primary=kind == "sidecar", extname=PIXELDQ)
+    header = fitsimage.image_header(
+        shape, primary=kind == "sidecar", extname=PIXELDQ, dtype=np.dtype(dtype)
+    )
     provenance(header, dict(cards))
     return fitsimage.serialise(header, CHECKSUM_COMMENT if kind == "copy" else None)
 
 
-def _header(kind: str, shape: tuple[int, int], cards: dict[str, object]) -> bytes:
+def _header(
+    kind: str, shape: tuple[int, int], cards: dict[str, object], dtype: str = "uint32"
+) -> bytes:
     # The count differs per file; everything else is fixed for the run, so the template is
     # serialised once and only the count's card is replaced.
     count = cards.get("MPNMASK")
     fixed = {k: (0, v[1]) if k == "MPNMASK" else v for k, v in cards.items()}
-    head = _template(kind, tuple(shape), tuple(fixed.items()))
+    head = _template(kind, tuple(shape), tuple(fixed.items()), dtype)
     if count is not None:
         head = fitsimage.replace_card(head, "MPNMASK", *count)
     return head
@@ -275,13 +282,34 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
         os.close(src)
 
 
-def write_sidecar(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
-    """Write a single-image uint32 FITS for dq_init's ``user_supplied_dq``."""
-    # No CHECKSUM here: the data sum over 4 MB costs a tenth of the whole sidecar job, for
-    # a small derived file that dq_init does not verify and a rerun remakes; copies keep
-    # the convention of the uncal files they extend.
-    head = _header("sidecar", dq.shape, cards)
+def write_sidecar(
+    dq: np.ndarray, final: str, cards: dict[str, object], compress: bool = False
+) -> None:
+    """Write a DQ image for dq_init's ``user_supplied_dq``, in the type of ``dq``.
+
+    dq_init reads it with ``astropy.io.fits.getdata`` and casts it to uint32, so any
+    unsigned type works: the smallest that holds the flags keeps the file small (uint8,
+    1 MB for a full frame, for the default flags). With ``compress`` the image is
+    tile-compressed (RICE) in extension 1 behind an empty primary HDU, where ``getdata``
+    finds it: tens of kilobytes for a sparse mask.
+    """
+    if compress:
+        _write_compressed(dq, final, cards)
+        return
+    # No CHECKSUM here: the data sum costs a tenth of the whole sidecar job, for a small
+    # derived file that dq_init does not verify and a rerun remakes; copies keep the
+    # convention of the uncal files they extend.
+    head = _header("sidecar", dq.shape, cards, dq.dtype.name)
     hdu = _staging_buffer(fitsimage.hdu_size(head))
     fitsimage.hdu_into(hdu, head, dq)
     with atomic_output(final) as fd:
         _write_staged(fd, hdu)
+
+
+def _write_compressed(dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
+    hdu = fits.CompImageHDU(data=dq, compression_type="RICE_1", name=PIXELDQ)
+    provenance(hdu.header, cards)
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
+    with atomic_output(final) as fd:
+        _write_all(fd, [buffer.getbuffer()])
