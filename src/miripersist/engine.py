@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import dask
 import numpy as np
@@ -420,7 +420,30 @@ def run(
         )
 
 
-def _locked_run(
+@dataclass
+class _Scan:
+    """What a run scans and writes, as planned against the store (see :func:`_prepare`)."""
+
+    plan: resume.Plan
+    exposures: list[Exposure]
+    refs: list
+    writable: list[bool]
+    outputs: list[tuple[str, ...]]
+    rows: list[dict]
+    previous: xr.Dataset | None
+    past: xr.Dataset | None
+    target: str
+
+    @property
+    def old_index(self) -> list[int | None]:
+        return [entry.stored_index for entry in self.plan.entries]
+
+    @property
+    def reuse(self) -> list[bool]:
+        return [entry.reuse for entry in self.plan.entries]
+
+
+def _prepare(
     output_dir: str,
     store_path: str,
     params: Parameters,
@@ -431,10 +454,13 @@ def _locked_run(
     user_mask: str | None,
     record: dict,
     overwrite: bool,
-    progress: Callable[[int, int], None] | None,
     history: str | None,
-) -> xr.Dataset:
-    """The part of :func:`run` that touches the store and the outputs, under the run's locks."""
+) -> _Scan:
+    """Plan the scan against the store; refuse what must be refused; make the target store.
+
+    Nothing is written to the outputs here: the store learns the outputs it will own
+    (claims) and, for a run that changes its shape, a new store is made beside it.
+    """
     remove_stale_temporaries(output_dir)
     for line in store_mod.remove_stale(store_path):
         log.info("%s: %s (left by a run that died)", store_path, line)
@@ -470,7 +496,6 @@ def _locked_run(
             refs.append(references[entry.input_index])
             writable.append(True)
     old_index = [entry.stored_index for entry in the_plan.entries]
-    reuse = [entry.reuse for entry in the_plan.entries]
     in_place = the_plan.in_place
     past = _open_history(history) if history else None
     if past is not None:
@@ -516,6 +541,24 @@ def _locked_run(
             chunk_exposures=params.batch,
         )
 
+    return _Scan(the_plan, exposures, refs, writable, outputs, rows, previous, past, target)
+
+
+def _scan_and_write(
+    scan: _Scan,
+    params: Parameters,
+    umask: np.ndarray,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, int], list[int]]:
+    """Read sources, scan, store and write, block after block; the counts and stale exposures.
+
+    One dask computation is in flight while the main thread scans: the next block's
+    sources are read, and the previous block's store update and files written, during the
+    scan of this block.
+    """
+    exposures, refs, writable, outputs = scan.exposures, scan.refs, scan.writable, scan.outputs
+    rows, previous, past, the_plan = scan.rows, scan.previous, scan.past, scan.plan
+    old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
 
     def thresholds_for(i: int):
@@ -529,12 +572,9 @@ def _locked_run(
 
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}
     stale: list[int] = []
-    writer = store_mod.Writer(target)
+    writer = store_mod.Writer(scan.target)
     distributed = _has_client()
     config = {} if distributed else {"num_workers": _local_workers()}
-    # One dask computation is in flight while the main thread scans: the next block's
-    # sources are read, and the previous block's store update and files written, during
-    # the scan of this block.
     background = ThreadPoolExecutor(1, thread_name_prefix="miripersist-compute")
     pending: list = []  # [future, number of files, exposures to mark written]
 
@@ -670,6 +710,39 @@ def _locked_run(
         settle()
         launch([], stored_tasks, files, to_mark)
         settle()
+    return counts, stale
+
+
+def _locked_run(
+    output_dir: str,
+    store_path: str,
+    params: Parameters,
+    inputs_found: list[Exposure],
+    references: list,
+    skipped: list,
+    umask: np.ndarray,
+    user_mask: str | None,
+    record: dict,
+    overwrite: bool,
+    progress: Callable[[int, int], None] | None,
+    history: str | None,
+) -> xr.Dataset:
+    """The part of :func:`run` that touches the store and the outputs, under the run's locks."""
+    scan = _prepare(
+        output_dir,
+        store_path,
+        params,
+        inputs_found,
+        references,
+        skipped,
+        umask,
+        user_mask,
+        record,
+        overwrite,
+        history,
+    )
+    counts, stale = _scan_and_write(scan, params, umask, progress)
+    exposures, outputs, target = scan.exposures, scan.outputs, scan.target
     store_mod.update_attrs(
         target,
         {
