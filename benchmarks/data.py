@@ -53,6 +53,11 @@ def build(directory: str, n: int, ngroups: int, subarray: str = "FULL") -> simul
                 for key in ("MJD-BEG", "MJD-AVG", "MJD-END"):
                     if key in hdul["SCI"].header:
                         hdul["SCI"].header[key] += shift
+                if "INT_TIMES" in hdul:  # archive-shaped seeds: keep the table consistent
+                    table = hdul["INT_TIMES"].data
+                    for column in table.names:
+                        if column.startswith("int_") and column != "integration_number":
+                            table[column] += shift
         files.append(path)
     open(stamp, "w").close()
     return simulate.Program(program_dir, files, seed.saturation_ref, seed.mask_ref)

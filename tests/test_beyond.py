@@ -170,6 +170,7 @@ def test_report_table_and_figures(tmp_path, prog, capsys):
         "file",
         "detector",
         "filter",
+        "subarray",
         "start",
         "end",
         "new_sources",
@@ -186,4 +187,6 @@ def test_report_table_and_figures(tmp_path, prog, capsys):
     assert (later["mask_age_min_h"] <= later["mask_age_max_h"]).all()
     for name in ("masked_fraction.png", "final_mask.png", "mask_strip.png"):
         assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG"
-    assert "figure:" in capsys.readouterr().out
+    assert (tmp_path / "rep" / "index.html").read_text().startswith("<!DOCTYPE html>")
+    out = capsys.readouterr().out
+    assert "figure:" in out and f"page: {tmp_path / 'rep' / 'index.html'}" in out

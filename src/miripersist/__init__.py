@@ -30,8 +30,8 @@ def __getattr__(name: str):
 
     if name in ("Parameters", "run"):
         return getattr(importlib.import_module(".engine", __name__), name)
-    if name == "simulate":
-        return importlib.import_module(".simulate", __name__)
+    if name in ("simulate", "report"):
+        return importlib.import_module(f".{name}", __name__)
     if name == "PersistenceMaskStep":
         return importlib.import_module(".step", __name__).PersistenceMaskStep
     raise AttributeError(f"module 'miripersist' has no attribute {name!r}")

@@ -86,19 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy: masked uncal copies; sidecar: DQ files for "
         "--steps.dq_init.user_supplied_dq (default copy)",
     )
+    run.add_argument(
+        "--compress",
+        action="store_true",
+        help="sidecars tile-compressed (tens of kB instead of 1 MB; dq_init reads them as is)",
+    )
     run.add_argument("--store", help="zarr store (default OUTPUT_DIR/persistence.zarr)")
     run.add_argument(
         "--flags",
-        default="DO_NOT_USE,PERSISTENCE",
+        default=None,
         help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE)",
+    )
+    run.add_argument(
+        "--method",
+        choices=("notebook", "snowblind"),
+        default="notebook",
+        help="notebook: the STScI notebook's rule (first integration, at most N unsaturated "
+        "groups; end to start); snowblind: snowblind's PersistenceFlagStep (saturated in the "
+        "last group of the last integration; start to start) (default notebook)",
     )
     run.add_argument(
         "--window",
         type=_duration,
-        default=math.inf,
+        default=None,
         metavar="DURATION",
-        help="a source masks exposures starting within this time after its "
-        "exposure ends, e.g. 2500s, 10h (default inf)",
+        help="how long a source masks: e.g. 2500s, 30m, 10h, 2d, inf; a bare number is "
+        "seconds (default: notebook inf, after the source's exposure ends; snowblind 2500s, "
+        "start to start)",
     )
     run.add_argument(
         "--integrations",
@@ -163,9 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_debug(run)
 
-    rep = sub.add_parser("report", help="a table and figures from a run's store")
+    rep = sub.add_parser(
+        "report",
+        help="a table, figures and a web page (DIR/index.html) from a run's store",
+        description="Write persistence_report.ecsv, three PNG figures and index.html (a "
+        "self-contained page: parameters, inputs, figures, a sortable table of the exposures "
+        "with links to their outputs, the inputs skipped) about a run's store.",
+    )
     rep.add_argument("store", metavar="STORE", help="the zarr store of a run")
     rep.add_argument("--out", metavar="DIR", help="where to write (default STORE/../report)")
+    rep.add_argument(
+        "--outputs",
+        metavar="DIR",
+        help="the run's output directory, which the page links to (default: the store's "
+        "directory, as for a run without --store)",
+    )
     _add_debug(rep)
 
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
@@ -221,7 +247,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = Parameters(
         n_unsat_threshold=args.n_unsat_threshold,
         n_pix_grow_sat=args.n_pix_grow_sat,
-        flags=parse_flags(args.flags),
+        method=args.method,
+        compress=args.compress,
+        flags=parse_flags(args.flags) if args.flags is not None else None,
         mode=args.mode,
         window_days=args.window,
         integrations=args.integrations,
@@ -273,14 +301,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.store):  # said before the heavy imports
+        raise ConfigError(f"{args.store}: no such store")
     from .report import report
 
-    if not os.path.isdir(args.store):
-        raise ConfigError(f"{args.store}: no such store")
-    table, figures = report(args.store, args.out)
-    print("\n".join(table.pformat(max_lines=-1, max_width=-1)))
-    for path in figures:
+    done = report(args.store, args.out, args.outputs)
+    print("\n".join(done.table.pformat(max_lines=-1, max_width=-1)))
+    print(f"table: {done.ecsv}")
+    for path in done.figures:
         print(f"figure: {path}")
+    print(f"page: {done.page}")
     return 0
 
 

@@ -1,12 +1,13 @@
-"""``miripersist report STORE``: a table and figures to look at a run.
+"""``miripersist report STORE``: a table, figures and a web page to look at a run.
 
-Everything is read from the store, one exposure at a time, so a report of a program of
-thousands of exposures needs no more memory than one of ten.
+Everything is read from the store a block of exposures at a time, so a report of a
+program of thousands of exposures needs no more memory than one of ten.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -14,42 +15,160 @@ from astropy.table import Table
 from astropy.time import Time
 from scipy import ndimage
 
+from .errors import ConfigError
 from .scan import NEVER_SATURATED, new_carry
 from .store import open_store
 
+__all__ = [
+    "Report",
+    "load_store",
+    "output_links",
+    "plot_final",
+    "plot_fraction",
+    "plot_strip",
+    "report",
+    "report_table",
+]
+
 HOURS = 24.0
+#: Variables a store made by ``miripersist run`` always has.
+STORE_VARIABLES = ("source", "mask", "n_source", "n_masked", "user_mask")
 
 
-def report_table(ds: xr.Dataset) -> Table:
-    """Per exposure: file, detector, filter, times, sources, masked pixels, mask ages.
+@dataclass(frozen=True)
+class Report:
+    """What :func:`report` wrote.
 
-    The ages of an exposure's persistence mask are the hours from the end of the
-    saturation behind each masked pixel to the exposure's start (min, median, max).
+    Attributes
+    ----------
+    table : astropy.table.Table
+        One row per exposure (see :func:`report_table`).
+    figures : list of str
+        Paths of the PNG figures.
+    ecsv : str
+        Path of the table as ECSV.
+    page : str
+        Path of the HTML page (``index.html``).
+    """
+
+    table: Table
+    figures: list[str]
+    ecsv: str
+    page: str
+
+
+def load_store(path: str) -> xr.Dataset:
+    """Open a store for reading, or say in one line why ``path`` is not one.
+
+    Parameters
+    ----------
+    path : str
+        A store written by ``miripersist run``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, opened lazily.
+
+    Raises
+    ------
+    ConfigError
+        ``PATH: no such store`` or ``PATH: not a miripersist store (why)``.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: no such store")
+    if not os.path.isdir(path):
+        raise ConfigError(f"{path}: not a miripersist store (a file, not a zarr directory)")
+    try:
+        ds = open_store(path)
+    except FileNotFoundError:  # zarr's GroupNotFoundError too
+        raise ConfigError(f"{path}: not a miripersist store (no zarr group in it)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a miripersist store ({why})") from None
+    missing = [name for name in STORE_VARIABLES if name not in ds.variables]
+    if missing or "exposure" not in ds.dims:
+        what = ", ".join(missing) if missing else "exposure dimension"
+        raise ConfigError(f"{path}: not a miripersist store (a zarr group without {what})")
+    return ds
+
+
+def _blocks(ds: xr.Dataset) -> list[tuple[int, int]]:
+    """Ranges of exposures that share a chunk of the 3-D arrays (read once each)."""
+    n = ds.sizes["exposure"]
+    chunks = ds["mask"].chunks
+    step = max(1, int(chunks[0][0])) if chunks else 16
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def _frame(ds: xr.Dataset, i: int) -> tuple[slice, slice]:
+    """The detector rows and columns of exposure ``i``'s frame (its subarray)."""
+    y0, x0 = int(ds["ystart"].values[i]) - 1, int(ds["xstart"].values[i]) - 1
+    ys, xs = int(ds["ysize"].values[i]), int(ds["xsize"].values[i])
+    return slice(y0, y0 + ys), slice(x0, x0 + xs)
+
+
+def mask_ages(ds: xr.Dataset) -> np.ndarray:
+    """Per exposure, the ages of its persistence mask in hours: (min, median, max).
+
+    The age of a masked pixel is the time from the end of the latest exposure in which it
+    was a source to the start of this exposure. Only the pixels of the exposure's own
+    frame count (a SUB256 exposure is not aged by masked pixels outside its subarray); the
+    user mask has no age. NaN where the frame has no masked pixel.
     """
     n = ds.sizes["exposure"]
     ages = np.full((n, 3), np.nan)
     detectors = ds["detector"].values.astype(str)
     start = ds["start_mjd"].values
     end = ds["end_mjd"].values
-    for det in np.unique(detectors):
-        carry = new_carry(tuple(ds.attrs.get("detector_shape", (1024, 1032))))
-        for i in np.flatnonzero(detectors == det):
-            mask = ds["mask"][i].values
-            last = carry[mask]
+    shape = tuple(ds.attrs.get("detector_shape", (ds.sizes["y"], ds.sizes["x"])))
+    carries: dict[str, np.ndarray] = {}
+    for a, b in _blocks(ds):
+        masks = ds["mask"][a:b].values
+        sources = ds["source"][a:b].values
+        for k, i in enumerate(range(a, b)):
+            carry = carries.setdefault(detectors[i], new_carry(shape))
+            rows, cols = _frame(ds, i)
+            last = carry[rows, cols][masks[k][rows, cols]]
             last = last[last > NEVER_SATURATED]
             if last.size:
                 age = (start[i] - last) * HOURS
                 ages[i] = (age.min(), np.median(age), age.max())
-            carry[ds["source"][i].values] = end[i]
+            carry[sources[k]] = end[i]
+    return ages
+
+
+def report_table(ds: xr.Dataset) -> Table:
+    """Per exposure: file, configuration, times, sources, masked pixels, mask ages.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store (:func:`load_store`).
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``file``, ``detector``, ``filter``, ``subarray``, ``start``, ``mid_mjd``,
+        ``end`` (UTC), ``duration_s`` (end - start), ``new_sources``, ``masked`` (pixels
+        flagged in the exposure's frame), ``masked_pct`` (of the frame), and
+        ``mask_age_min_h``, ``mask_age_median_h``, ``mask_age_max_h``: see
+        :func:`mask_ages`.
+    """
+    ages = mask_ages(ds)
+    start = ds["start_mjd"].values
+    end = ds["end_mjd"].values
     frame = ds["xsize"].values * ds["ysize"].values
     table = Table(
         {
             "file": ds["file"].values.astype(str),
-            "detector": detectors,
+            "detector": ds["detector"].values.astype(str),
             "filter": ds["filter"].values.astype(str),
+            "subarray": ds["subarray"].values.astype(str),
             "start": [t[:19] for t in Time(start, format="mjd").isot],
             "mid_mjd": ds["mid_mjd"].values,
             "end": [t[:19] for t in Time(end, format="mjd").isot],
+            "duration_s": np.round((end - start) * 86400.0, 1),
             "new_sources": ds["n_source"].values,
             "masked": ds["n_masked"].values,
             "masked_pct": np.round(100.0 * ds["n_masked"].values / frame, 4),
@@ -60,6 +179,41 @@ def report_table(ds: xr.Dataset) -> Table:
     )
     table["mid_mjd"].format = ".6f"
     return table
+
+
+def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tuple[str, str]]]:
+    """Per exposure, its output files as (name, relative path), one per segment file.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store.
+    outputs : str
+        The run's output directory.
+    relative_to : str
+        The directory the paths are made relative to (the report's).
+
+    Returns
+    -------
+    list of list of (str, str)
+        The names come from :func:`miripersist.inventory.output_name` in the store's mode;
+        paths use ``/``.
+    """
+    from .inventory import output_name
+
+    mode = ds.attrs.get("parameters", {}).get("mode", "copy")
+    base = os.path.relpath(os.path.abspath(outputs), os.path.abspath(relative_to))
+    files = ds["file"].values.astype(str)
+    segments = (
+        ds["segment_files"].values.astype(str)
+        if "segment_files" in ds.variables
+        else np.full(len(files), "")
+    )
+    links = []
+    for name, segs in zip(files, segments, strict=True):
+        names = [output_name(s, mode) for s in (segs.split(",") if segs else [name])]
+        links.append([(n, os.path.join(base, n).replace(os.sep, "/")) for n in names])
+    return links
 
 
 def _visible(mask: np.ndarray, grow: int = 4) -> np.ndarray:
@@ -82,9 +236,9 @@ def plot_fraction(ds: xr.Dataset, table: Table, path: str) -> str:
             sel = np.asarray(rows["filter"] == name)
             ax.plot(hours[sel], np.asarray(rows["masked_pct"])[sel], "o", label=name or "-")
         ax.set(
-            title=det,
+            title=f"{det}: {len(rows)} exposures",
             xlabel="hours since the first exposure (mid time)",
-            ylabel="pixels flagged (% of frame)",
+            ylabel="pixels flagged (% of the exposure's frame)",
         )
         ax.legend(title="filter", fontsize=8)
     fig.tight_layout()
@@ -101,11 +255,12 @@ def plot_final(ds: xr.Dataset, path: str) -> str:
     names = sorted(set(detectors))
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 5), squeeze=False)
     for ax, det in zip(axes[0], names, strict=True):
-        last = int(np.flatnonzero(detectors == det)[-1])
+        mine = np.flatnonzero(detectors == det)
+        last = int(mine[-1])
         final = (ds["mask"][last] | ds["source"][last] | ds["user_mask"]).values
         ax.imshow(_visible(final), origin="lower", cmap="Greys", interpolation="nearest")
         ax.set(
-            title=f"{det}: {int(final.sum())} pixels after {last + 1} exposures",
+            title=f"{det}: {int(final.sum())} pixels after {len(mine)} exposures",
             xlabel="x (detector column)",
             ylabel="y (detector row)",
         )
@@ -115,21 +270,46 @@ def plot_final(ds: xr.Dataset, path: str) -> str:
     return path
 
 
+def strip_title(ds: xr.Dataset, chosen: np.ndarray) -> str:
+    """The title of :func:`plot_strip`: which exposures are shown, of how many."""
+    detectors = ds["detector"].values.astype(str)
+    det = detectors[chosen[0]]
+    total = int(np.sum(detectors == det))
+    first = int(np.flatnonzero(detectors == det)[0])
+    lo, hi = int(chosen[0]) - first + 1, int(chosen[-1]) - first + 1
+    shown = (
+        f"all {total} {det} exposures"
+        if len(chosen) == total
+        else (
+            f"{det} exposures {lo}-{hi} of {total} (the first {len(chosen)}; "
+            "every exposure is in the table and in masked_fraction.png)"
+        )
+    )
+    others = sorted(set(detectors) - {det})
+    if others:
+        shown += f" ({', '.join(others)}: not shown here, see the table)"
+    return (
+        f"Persistence masks per exposure (grey), sources of the exposure before (red), "
+        f"subarray frames (blue)\n{shown}"
+    )
+
+
 def plot_strip(ds: xr.Dataset, path: str, most: int = 8) -> str:
     """Per-exposure masks (grey) with the sources of the exposure before each (red).
 
-    The red pixels are what each mask gained from the exposure just before it; the first
-    ``most`` exposures of the first detector are shown.
+    The red pixels are what each mask gained from the exposure just before it. The first
+    ``most`` exposures of the first detector are shown; the title says which, of how many.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Rectangle
 
     detectors = ds["detector"].values.astype(str)
-    chosen = np.flatnonzero(detectors == sorted(set(detectors))[0])[:most]
+    mine = np.flatnonzero(detectors == sorted(set(detectors))[0])
+    chosen = mine[:most]
     ncols = min(4, len(chosen))
     nrows = -(-len(chosen) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows + 0.4), squeeze=False)
     for ax in axes.flat[len(chosen) :]:
         ax.set_axis_off()
     cmap = ListedColormap(["white", "0.6", "red"])
@@ -138,41 +318,76 @@ def plot_strip(ds: xr.Dataset, path: str, most: int = 8) -> str:
         if k:
             image[_visible(ds["source"][chosen[k - 1]].values)] = 2
         ax.imshow(image, origin="lower", cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
-        x0, y0 = int(ds["xstart"].values[i]) - 1, int(ds["ystart"].values[i]) - 1
-        xs, ys = int(ds["xsize"].values[i]), int(ds["ysize"].values[i])
-        if (ys, xs) != image.shape:  # a subarray: only its frame is flagged
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), xs, ys, fill=False, color="tab:blue"))
+        rows, cols = _frame(ds, i)
+        if (rows.stop - rows.start, cols.stop - cols.start) != image.shape:
+            # a subarray: only its frame is flagged
+            ax.add_patch(
+                Rectangle(
+                    (cols.start - 0.5, rows.start - 0.5),
+                    cols.stop - cols.start,
+                    rows.stop - rows.start,
+                    fill=False,
+                    color="tab:blue",
+                )
+            )
         ax.set_title(
-            f"#{i + 1} {ds['subarray'].values[i]} {ds['filter'].values[i]}: "
+            f"#{i - mine[0] + 1} {ds['subarray'].values[i]} {ds['filter'].values[i]}: "
             f"{int(ds['n_masked'][i])} px",
             fontsize=9,
         )
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(
-        "Persistence masks per exposure (grey), sources of the exposure before (red), "
-        "subarray frames (blue)",
-        fontsize=10,
-    )
+    fig.suptitle(strip_title(ds, chosen), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def report(store: str, out: str | None = None) -> tuple[Table, list[str]]:
-    """Write ``persistence_report.ecsv`` and three PNG figures for a store; return them."""
+def report(store: str, out: str | None = None, outputs: str | None = None) -> Report:
+    """Write the table, three figures and a web page about a store.
+
+    Parameters
+    ----------
+    store : str
+        A store written by ``miripersist run``.
+    out : str, optional
+        Where to write (default: ``report/`` beside the store).
+    outputs : str, optional
+        The run's output directory, which the page links to (default: the store's
+        directory, where ``miripersist run`` puts the store unless ``--store`` says
+        otherwise).
+
+    Returns
+    -------
+    Report
+        The table and the paths of ``persistence_report.ecsv``, ``masked_fraction.png``,
+        ``final_mask.png``, ``mask_strip.png`` and ``index.html`` (a self-contained page:
+        the figures are embedded, the table sorts and filters in the browser).
+
+    Raises
+    ------
+    ConfigError
+        If ``store`` is not a store.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    ds = open_store(store)
+    from .html_report import write_page
+
+    ds = load_store(store)
+    if ds.sizes["exposure"] == 0:
+        raise ConfigError(f"{store}: the store has no exposures")
     out = out or os.path.join(os.path.dirname(os.path.abspath(store)), "report")
+    outputs = outputs or os.path.dirname(os.path.abspath(store))
     os.makedirs(out, exist_ok=True)
     table = report_table(ds)
-    table.write(os.path.join(out, "persistence_report.ecsv"), overwrite=True)
+    ecsv = os.path.join(out, "persistence_report.ecsv")
+    table.write(ecsv, overwrite=True)
     figures = [
         plot_fraction(ds, table, os.path.join(out, "masked_fraction.png")),
         plot_final(ds, os.path.join(out, "final_mask.png")),
         plot_strip(ds, os.path.join(out, "mask_strip.png")),
     ]
-    return table, figures
+    page = write_page(ds, table, figures, os.path.join(out, "index.html"), store, outputs)
+    return Report(table, figures, ecsv, page)

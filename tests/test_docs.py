@@ -1,0 +1,432 @@
+"""Every command and code block of README.md and docs/*.md runs, as a reader would run it.
+
+Fenced ``bash``, ``sh``, ``console`` and ``python`` blocks are run in order, one sandbox
+directory per page, as someone following the page would type them. The sandbox holds a
+small synthetic program under the names the pages use: ``obs1/``, ``obs2/`` and
+``visit3/`` (two exposures each, in time order), ``my_asn.json`` and its two members,
+``sat.fits`` and ``jwst_miri_saturation_0034.fits`` (the program's SATURATION reference),
+``mask.fits``, ``gain.fits`` and ``readnoise.fits``. A block that cannot run here (an
+install, a batch system, the full pipeline with CRDS) is marked in the Markdown by an HTML
+comment just before it, ``<!-- no-run: why -->``; blocks of any other language (output,
+diagrams) are text and not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from miripersist import simulate
+from miripersist.inventory import DETECTOR_SHAPE
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUN = {"bash": "bash", "sh": "bash", "shell": "bash", "console": "console", "python": "python"}
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
+NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
+#: No-run blocks are the exception: a page that needs more should make its blocks runnable.
+MOST_NO_RUN = 12
+BLOCK_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced code block of a Markdown page."""
+
+    page: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    text: str
+    no_run: str | None  # the reason, for a block marked no-run
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(page: Path) -> list[Block]:
+    """The fenced code blocks of a page, with the no-run reason written just before each."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence = len(m["indent"]), m["fence"]
+        close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        j = i + 1
+        while j < len(lines) and not close.match(lines[j]):
+            j += 1
+        body = [line[indent:] if line[:indent].strip() == "" else line for line in lines[i + 1 : j]]
+        k = i - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        marker = NO_RUN.match(lines[k]) if k >= 0 else None
+        found.append(
+            Block(
+                page,
+                i + 1,
+                m["info"].lower(),
+                "\n".join(body) + "\n",
+                marker["reason"].strip() if marker else None,
+            )
+        )
+        i = j + 1
+    return found
+
+
+def runnable(page: Path) -> list[Block]:
+    return [b for b in blocks(page) if b.lang in RUN and b.no_run is None]
+
+
+def console_commands(text: str) -> str:
+    """The commands of a console transcript: ``$ `` lines and their continuation lines."""
+    out, going_on = [], False
+    for line in text.splitlines():
+        if line.startswith("$ "):
+            out.append(line[2:])
+        elif going_on:
+            out.append(line)
+        else:
+            continue
+        going_on = line.rstrip().endswith("\\")
+    return "\n".join(out) + "\n"
+
+
+# --- the sandbox -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The files the pages name, made once: the pages' sandboxes link to them."""
+    from stdatamodels.jwst import datamodels
+
+    work = tmp_path_factory.mktemp("docs-program")
+    program = simulate.make_program(
+        str(work / "all"),
+        n_exposures=8,
+        ngroups=5,
+        subarrays=("FULL", "FULL", "SUB256"),
+        filters=("F770W", "F1800W"),
+        stars_per_exposure=6,
+        seed=5,
+    )
+    root = work / "sandbox"
+    groups = {"obs1": 1, "obs2": 2, "visit3": 3, ".": 4}  # observation number in the names
+    for k, path in enumerate(program.files):  # make_program lists them in time order
+        where, number = list(groups.items())[k // 2]
+        (root / where).mkdir(parents=True, exist_ok=True)
+        name = f"jw01234{number:03d}001_02101_{k % 2 + 1:05d}_mirimage_uncal.fits"
+        os.replace(path, root / where / name)
+    members = [{"expname": p.name, "exptype": "science"} for p in sorted(root.glob("*_uncal.fits"))]
+    (root / "my_asn.json").write_text(
+        json.dumps(
+            {
+                "asn_type": "image2",
+                "asn_id": "a3001",
+                "products": [{"name": "jw01234004001_02101", "members": members}],
+            },
+            indent=1,
+        )
+    )
+    for name in ("sat.fits", "jwst_miri_saturation_0034.fits"):
+        shutil.copyfile(program.saturation_ref, root / name)
+    shutil.copyfile(program.mask_ref, root / "mask.fits")
+    gain = datamodels.GainModel(data=np.full(DETECTOR_SHAPE, 4.0, np.float32))
+    noise = datamodels.ReadnoiseModel(data=np.full(DETECTOR_SHAPE, 6.0, np.float32))
+    for name, model in (("gain", gain), ("readnoise", noise)):
+        simulate.reference_meta(model, name.upper()).save(str(root / f"{name}.fits"))
+    return root
+
+
+def sandbox(template: Path, where: Path) -> Path:
+    """A fresh copy of the template (hard links: the pages never change an input)."""
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(template, where, copy_function=link)
+    return where
+
+
+def run_block(
+    block: Block, cwd: Path, scratch: Path, warm: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run a block in ``cwd``; with ``warm`` (a directory of shims, see :func:`warm`), its
+    Python and its ``miripersist`` and ``strun`` commands start in a pre-warmed interpreter."""
+    env = dict(os.environ)
+    path = [os.path.dirname(sys.executable), env.get("PATH", "")]
+    env["PATH"] = os.pathsep.join([str(warm), *path] if warm else path)
+    env["MPLBACKEND"] = "Agg"
+    env["STPIPE_DISABLE_CRDS_STEPPARS"] = "True"
+    env.pop("PYTHONPATH", None)
+    kind = RUN[block.lang]
+    if kind == "python":
+        script = scratch / f"block_{block.line}.py"
+        script.write_text(block.text)
+        command = [str(warm / "_warm") if warm else sys.executable, str(script)]
+    else:
+        text = block.text if kind == "bash" else console_commands(block.text)
+        command = ["bash", "-e", "-o", "pipefail", "-c", text]
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# A block's command spends about 3 s importing jwst, dask, xarray and matplotlib before it does
+# anything, and the pages hold about twenty: most of this test's time. So commands start in a
+# fork of one interpreter that imported them once. A shim named like the command sends its
+# arguments, working directory, environment and standard streams to that server, which forks;
+# the child runs the very script the command would (the console script, or the block's file)
+# as __main__, and the shim exits with its exit code.
+ZYGOTE = r"""
+import json, logging, os, runpy, signal, socket, sys, threading, traceback
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot
+import miripersist.cli, miripersist.engine, miripersist.report, miripersist.html_report
+import miripersist.step, stpipe._cli.strun, jwst.pipeline
+assert threading.active_count() == 1, "no thread may run in a process that forks"
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(16)
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    size = int.from_bytes(data[:8], "big")
+    body = data[8:]
+    while len(body) < size:
+        body += conn.recv(size - len(body))
+    request = json.loads(body)
+    if os.fork():
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        continue
+    server.close()
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = request["argv"]
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        try:
+            conn.sendall(str(code).encode())
+        finally:
+            os._exit(code)
+"""
+
+SHIM = """#!{python} -S
+import json, os, socket, sys
+argv = {argv} + sys.argv[1:]
+body = json.dumps({{"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}}).encode()
+with socket.socket(socket.AF_UNIX) as s:
+    s.connect({socket!r})
+    socket.send_fds(s, [len(body).to_bytes(8, "big") + body], [0, 1, 2])
+    answer = s.recv(16)
+sys.exit(int(answer) if answer else 1)
+"""
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    """A directory of shims (``miripersist``, ``strun``, and ``_warm SCRIPT``) for the server."""
+    shims = tmp_path_factory.mktemp("warm")
+    sock = str(shims / "zygote.sock")
+    server = subprocess.Popen(
+        [sys.executable, "-c", ZYGOTE, sock],
+        stdout=subprocess.PIPE,
+        stderr=open(shims / "zygote.log", "w"),  # the server's, for its life
+        text=True,
+        env=dict(os.environ, MPLBACKEND="Agg", STPIPE_DISABLE_CRDS_STEPPARS="True"),
+    )
+    try:
+        if server.stdout.readline().strip() != "ready":
+            log = _tail((shims / "zygote.log").read_text(), 5)
+            warnings.warn(f"no warm interpreter, blocks start cold:\n{log}", stacklevel=1)
+            yield None
+            return
+        bin_dir = Path(sys.executable).parent
+        for name, argv in (
+            ("miripersist", [str(bin_dir / "miripersist")]),
+            ("strun", [str(bin_dir / "strun")]),
+            ("_warm", []),
+        ):
+            shim = shims / name
+            shim.write_text(SHIM.format(python=sys.executable, argv=argv, socket=sock))
+            shim.chmod(0o755)
+        yield shims
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _tail(text: str, n: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_every_block_is_run_or_marked_with_a_reason():
+    no_run = []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        starts = {b.line for b in blocks(page)}
+        for n, line in enumerate(lines, 1):
+            if NO_RUN.match(line):
+                after = next(
+                    (k for k in range(n + 1, len(lines) + 1) if lines[k - 1].strip()), None
+                )
+                assert after in starts, f"{page.name}:{n}: a no-run mark not just before a block"
+        for b in blocks(page):
+            if b.no_run is not None:
+                assert b.no_run, f"{b.where}: no-run needs a reason"
+                assert b.lang in RUN, f"{b.where}: a {b.lang or 'plain'} block is never run"
+                no_run.append(b)
+    assert len(no_run) <= MOST_NO_RUN, [b.where for b in no_run]
+    assert sum(len(runnable(p)) for p in PAGES) >= 10
+
+
+def test_the_collector_reads_indented_blocks_and_marks(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n\n- a list item:\n\n  <!-- no-run: needs a cluster -->\n  ```bash\n"
+        "  sbatch job.sh\n  ```\n\n```python\nprint(1)\n```\n\n```\nplain output\n```\n"
+        "\n```console\n$ echo a \\\n  b\na b\n```\n"
+    )
+    found = blocks(page)
+    assert [(b.lang, b.no_run) for b in found] == [
+        ("bash", "needs a cluster"),
+        ("python", None),
+        ("", None),
+        ("console", None),
+    ]
+    assert found[0].text == "sbatch job.sh\n"
+    assert console_commands(found[3].text) == "echo a \\\n  b\n"
+
+
+def run_page(page: Path, template: Path, work: Path, warm: Path | None) -> str | None:
+    """Run a page's blocks in order in a sandbox of its own; the first failure, described."""
+    cwd = sandbox(template, work / "sandbox")
+    for block in runnable(page):
+        done = run_block(block, cwd, work, warm)
+        if done.returncode != 0:
+            return (
+                f"{block.where}: the {block.lang} block failed (exit {done.returncode}):\n"
+                f"{textwrap.indent(block.text, '    ')}\n--- stdout ---\n{_tail(done.stdout)}"
+                f"\n--- stderr ---\n{_tail(done.stderr)}"
+            )
+    return None
+
+
+@pytest.fixture(scope="module")
+def page_results(request, template, warm, tmp_path_factory):
+    """Every selected page run at once, two at a time (the pages are independent).
+
+    Most of a block's time is a new process importing jwst, dask and matplotlib: two pages
+    side by side halve the wall time on two cores.
+    """
+    selected = {
+        item.callspec.params["page"]
+        for item in request.session.items
+        if item.originalname == "test_page_runs" and hasattr(item, "callspec")
+    }
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {
+        page: pool.submit(run_page, page, template, tmp_path_factory.mktemp(page.stem), warm)
+        for page in sorted(selected, key=lambda p: -len(runnable(p)))  # longest first
+    }
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_page_runs(page, page_results):
+    """The page's blocks, in order, in a sandbox of their own, each exits 0."""
+    failure = page_results[page].result(timeout=BLOCK_TIMEOUT * len(runnable(page)))
+    assert failure is None, failure
+
+
+def test_documented_header_cards_are_the_ones_written(template, tmp_path):
+    from astropy.io import fits
+
+    import miripersist
+
+    miripersist.run(
+        [str(template / "obs1")],
+        str(tmp_path),
+        [str(template / "sat.fits")],
+        miripersist.Parameters(mode="sidecar"),
+    )
+    written = set()
+    for path in tmp_path.glob("*_persistence_dq.fits"):
+        written |= {key for key in fits.getheader(path) if key.startswith("MP")}
+    documented = set(re.findall(r"`(MP[A-Z]+)`", (ROOT / "docs" / "cli.md").read_text()))
+    assert written and documented == written
+
+
+def test_documented_options_are_the_parser_s():
+    import argparse
+
+    from miripersist.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for name, sub in subparsers.choices.items():
+        options = {o for a in sub._actions for o in a.option_strings if o.startswith("--")}
+        options -= {"--help"}
+        missing = sorted(o for o in options if f"`{o}" not in text and f" {o}" not in text)
+        assert not missing, f"miripersist {name}: options not in docs/cli.md: {missing}"
+    for option in set(re.findall(r"`(--[a-z][a-z-]+)", text)):
+        assert any(
+            option in a.option_strings for s in subparsers.choices.values() for a in s._actions
+        ) or option.startswith("--steps"), f"docs/cli.md names {option}, which no command has"
