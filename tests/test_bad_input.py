@@ -205,7 +205,9 @@ def test_skip_bad_goes_on_and_records_what_it_left_out(tmp_path, inputs, prog, c
     assert code == 0
     captured = capsys.readouterr()
     assert "its saturation is not propagated" in captured.err
+    assert captured.err.count(str(files[0])) == 1, "named once on stderr"
     assert f"{files[0]}: not a FITS file" in captured.out.split("left out")[1]
+    assert captured.out.count(str(files[0])) == 1, "and once in the summary"
     ds = run([str(good)], str(tmp_path / "ref"), [prog.saturation_ref])
     got = zarr.open_group(str(tmp_path / "out" / "persistence.zarr"), mode="r")
     skipped = json.loads(got.attrs["skipped"])

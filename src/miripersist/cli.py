@@ -289,14 +289,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    # Inputs left out were named once each as they were found (a warning on stderr); the
+    # summary lists them again at its end, for the record.
     if not args.quiet:
         print(format_summary(ds))
-    for item in ds.attrs.get("skipped", []):
-        print(
-            f"miripersist: warning: skipped {item['problem']}; its saturation is not "
-            "propagated to later exposures",
-            file=sys.stderr,
-        )
     return 0
 
 
@@ -390,6 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"miripersist: error: {message}", file=sys.stderr)
         return code
 
+    # The package's warnings go to this command's stderr, once each, whatever the root
+    # logger was given by a host program.
+    own = logging.getLogger("miripersist")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("miripersist: %(message)s"))
+    propagate = own.propagate
+    own.addHandler(console)
+    own.propagate = False
     try:
         return {"run": _cmd_run, "report": _cmd_report, "demo": _cmd_demo}[args.command](args)
     except MiripersistError as exc:
@@ -402,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail((f"{path}: " if path else "") + f"{exc.strerror or exc}", 1)
     except Exception as exc:  # the last line of defence: one line, not a traceback
         return fail(unexpected_error(exc, args.command), 1, hint=True)
+    finally:
+        own.removeHandler(console)
+        own.propagate = propagate
 
 
 if __name__ == "__main__":  # pragma: no cover

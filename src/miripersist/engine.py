@@ -393,6 +393,10 @@ def run(
     inputs_found, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
     references = assign_references(inputs_found, saturation_refs)
     inputs_found, references, more = _check_windows(inputs_found, references, skip_bad)
+    for _, problem in more:
+        log.warning(
+            "warning: skipped %s; its saturation is not propagated to later exposures", problem
+        )
     skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}

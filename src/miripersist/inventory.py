@@ -697,7 +697,9 @@ def inventory(
     if bad and not skip_bad:
         raise InputError.listing([problem for _, problem in bad])
     for _, problem in bad:
-        log.warning("skipped: %s; its saturation is not propagated to later exposures", problem)
+        log.warning(
+            "warning: skipped %s; its saturation is not propagated to later exposures", problem
+        )
     if not good:
         raise ConfigError("none of the inputs is a usable MIRI exposure")
     return sorted(good, key=lambda e: (e.detector, e.mid_mjd, e.name)), bad

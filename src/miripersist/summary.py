@@ -48,10 +48,28 @@ def _rule_line(parameters: dict) -> str:
     )
 
 
+def _last_run_line(counts: dict) -> str:
+    """What this call did, in one line; says so when it had nothing to do."""
+    text = (
+        f"this run: {counts.get('computed', 0)} exposures computed, "
+        f"{counts.get('reused', 0)} reused from the store"
+        + (f" ({counts['retained']} not named by this run)" if counts.get("retained") else "")
+        + f"; {counts.get('written', 0)} outputs written, "
+        f"{counts.get('unchanged', 0)} unchanged"
+    )
+    if not counts.get("computed") and not counts.get("written"):
+        text += " (nothing to do: every output was already in place)"
+    return text
+
+
 def format_summary(ds: xr.Dataset) -> str:
     """The summary table as fixed-width text, then the inputs that were left out, if any."""
     lines = [_rule_line(ds.attrs.get("parameters", {})), ""]
     lines += summary_table(ds).pformat(max_lines=-1, max_width=-1)
+    last = ds.attrs.get("last_run")
+    if isinstance(last, dict):
+        lines.append("")
+        lines.append(_last_run_line(last))
     skipped = ds.attrs.get("skipped", [])
     if skipped:
         lines.append(f"\n{len(skipped)} inputs left out (their saturation is not propagated):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -132,6 +133,26 @@ def _load_reference(path: str, size: int, mtime_ns: int) -> SaturationReference:
     )
 
 
+@contextlib.contextmanager
+def _crds_messages():
+    """Hold CRDS's log lines (it logs to the console itself) and yield its error messages."""
+    from crds.core import log as crds_log  # the logger exists once this is imported
+
+    logger = logging.getLogger(crds_log.THE_LOGGER.name)
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    saved = logger.handlers[:]
+    logger.handlers = [Keep(logging.ERROR)]
+    try:
+        yield said
+    finally:
+        logger.handlers = saved
+
+
 def crds_saturation_reference(exposure: Exposure) -> str:
     """Ask CRDS for the exposure's SATURATION reference; return its local path.
 
@@ -162,16 +183,20 @@ def crds_saturation_reference(exposure: Exposure) -> str:
         "META.OBSERVATION.TIME": exposure.time_obs or "00:00:00",
         "META.TELESCOPE": "JWST",
     }
-    try:
-        import crds
+    with _crds_messages() as said:
+        try:
+            import crds
 
-        refs = crds.getreferences(parameters, reftypes=["saturation"], observatory="jwst")
-        path = refs["saturation"]
-    except (Exception, SystemExit) as exc:  # crds exits the interpreter when it has no server
-        raise ConfigError(
-            f"{exposure.path}: CRDS could not give a SATURATION reference ({exc!s:.200}); "
-            "give one with --saturation-ref FILE, or set CRDS_PATH and CRDS_SERVER_URL"
-        ) from None
+            refs = crds.getreferences(parameters, reftypes=["saturation"], observatory="jwst")
+            path = refs["saturation"]
+        except (Exception, SystemExit) as exc:  # crds exits the interpreter with no server
+            # CRDS's own words say more than its exit code; its long log stays unprinted.
+            why = said[-1] if said else str(exc)
+            why = " ".join(why.split())
+            raise ConfigError(
+                f"{exposure.path}: CRDS could not give a SATURATION reference ({why:.200}); "
+                "give one with --saturation-ref FILE, or set CRDS_PATH and CRDS_SERVER_URL"
+            ) from None
     if not path or str(path).upper().startswith("N/A"):
         raise ConfigError(f"{exposure.path}: CRDS has no SATURATION reference for this exposure")
     return os.path.abspath(path)
