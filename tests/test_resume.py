@@ -18,6 +18,7 @@ from conftest import sha256
 from miripersist import Parameters, run, simulate
 from miripersist.errors import ConfigError, MiripersistError
 from miripersist.inventory import read_exposure
+from miripersist.summary import format_summary
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,8 @@ def test_stopped_run_resumes_to_identical_outputs(tmp_path, longer, reference_ru
     assert not list(out.glob(".tmp-*"))
     np.testing.assert_array_equal(ds["mask"].values, ref_ds["mask"].values)
     again = run([longer.directory], str(out), [longer.saturation_ref], Parameters(batch=1))
+    assert "nothing to do" in format_summary(again)
+    assert "nothing to do" not in format_summary(ds)
     assert again.attrs["last_run"] == {
         "computed": 0,
         "reused": 24,
