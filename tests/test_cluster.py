@@ -173,3 +173,14 @@ def test_graph_grows_linearly_with_exposures(prog):
 
     per = (tasks(200) - tasks(20)) / 180
     assert per == tasks(1) - 1, "one task per tile per exposure, plus one shared threshold"
+
+
+def test_quiet_workers_print_nothing(tmp_path, prog, local):
+    # A whole command in its own process: the workers' log lines go to its file descriptors.
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "miripersist", "run", prog.directory, "--output-dir", str(out)]
+    cmd += ["--saturation-ref", prog.saturation_ref, "--mode", "sidecar", "--workers", "2"]
+    quiet = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert digests(out) == digests(local[0])

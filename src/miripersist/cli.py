@@ -264,7 +264,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store, user_mask, history = (
         os.path.abspath(p) if p else None for p in (args.store, args.user_mask, args.history)
     )
-    client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
+    client = connect(
+        args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker, args.quiet
+    )
     try:
         if client is not None:
             if client.dashboard_link and not args.quiet:

@@ -9,6 +9,7 @@ nothing, on any host.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ def connect(
     scheduler_file: str | None = None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
+    quiet: bool = False,
 ):
     """Return a ``distributed.Client`` for the options given, or None for the local default.
 
@@ -33,10 +35,17 @@ def connect(
         dask-jobqueue.
     workers, threads_per_worker : int, optional
         Start a local cluster of worker processes.
+    quiet : bool
+        Keep dask's own log lines (cluster start and stop, worker chatter) off the console;
+        errors still show.
     """
     if scheduler is None and scheduler_file is None and workers is None:
         return None
     from distributed import Client, LocalCluster
+
+    if quiet:
+        for name in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     try:
         if scheduler is not None:
@@ -50,6 +59,7 @@ def connect(
             threads_per_worker=threads_per_worker or 1,
             processes=True,
             dashboard_address=":0",
+            silence_logs=logging.ERROR if quiet else logging.WARNING,
         )
         return Client(cluster)
     except (OSError, TimeoutError) as exc:

@@ -110,7 +110,8 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
         previous = store_mod.open_store(store_path)
     except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
         raise ConfigError(
-            f"{store_path}: store cannot be read ({exc!s:.120}); use --overwrite to replace it"
+            f"{store_path}: store cannot be read ({exc!s:.120}); replace it with --overwrite "
+            "(overwrite=True in Python)"
         ) from None
     old = previous.attrs.get("parameters", {})
     keys = (
@@ -131,7 +132,7 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
         what = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in differ)
         raise ConfigError(
             f"{store_path}: store was made with other parameters ({what}); "
-            "use --overwrite or another --store"
+            "use --overwrite (overwrite=True in Python) or another --store (store=...)"
         )
     return previous
 

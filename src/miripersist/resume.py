@@ -177,7 +177,8 @@ def refuse_foreign(
         more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
         raise ConfigError(
             f"{os.path.join(directory, clash[0])}{more}: output exists and was not made by "
-            "this store (use --overwrite to replace, or another --output-dir)"
+            "this store (replace it with --overwrite, overwrite=True in Python, or choose "
+            "another output directory)"
         )
 
 
