@@ -366,3 +366,32 @@ def test_references_are_chosen_by_detector_and_filter(tmp_path, program, sat_thr
         run([program.directory], str(tmp_path / "out2"), [low, low])
     with pytest.raises(ConfigError, match="no --saturation-ref for filter F1800W"):
         run([program.directory], str(tmp_path / "out3"), [low])
+
+
+def test_keep_names_gives_copies_their_inputs_names(tmp_path, program, expected_masks):
+    exposures, _, masks = expected_masks
+    out = tmp_path / "masked"
+    ds = run([program.directory], str(out), [program.saturation_ref], Parameters(keep_names=True))
+    names = sorted(p.name for p in out.glob("*.fits"))
+    assert names == sorted(os.path.basename(p) for p in program.files)
+    for e, mask in zip(exposures, masks, strict=True):
+        np.testing.assert_array_equal(fits.getdata(out / e.name, "PIXELDQ") != 0, mask)
+    assert ds.attrs["parameters"]["keep_names"] is True
+    # The copies are outputs: a later run that is given their directory leaves them out.
+    again = run(
+        [program.directory, str(out)],
+        str(tmp_path / "again"),
+        [program.saturation_ref],
+        Parameters(keep_names=True),
+    )
+    assert again.sizes["exposure"] == len(program.files)
+    # An output directory that holds inputs would overwrite them: refused.
+    with pytest.raises(ConfigError, match="holds the input"):
+        run(
+            [program.directory],
+            program.directory,
+            [program.saturation_ref],
+            Parameters(keep_names=True),
+        )
+    with pytest.raises(ConfigError, match="--keep-names is for --mode copy"):
+        Parameters(keep_names=True, mode="sidecar")

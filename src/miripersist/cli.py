@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sidecars tile-compressed (tens of kB instead of 1 MB; dq_init reads them as is)",
     )
+    run.add_argument(
+        "--keep-names",
+        action="store_true",
+        help="copies keep their inputs' file names (the output directory must hold no input), "
+        "so the pipeline's products match level-2 associations",
+    )
     run.add_argument("--store", help="zarr store (default OUTPUT_DIR/persistence.zarr)")
     run.add_argument(
         "--flags",
@@ -249,6 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         n_pix_grow_sat=args.n_pix_grow_sat,
         method=args.method,
         compress=args.compress,
+        keep_names=args.keep_names,
         flags=parse_flags(args.flags) if args.flags is not None else None,
         mode=args.mode,
         window_days=args.window,

@@ -78,11 +78,20 @@ def _write_one(
 
 
 def _output_paths(
-    exposures: Sequence[Exposure], output_dir: str, mode: str
+    exposures: Sequence[Exposure], output_dir: str, mode: str, keep_names: bool = False
 ) -> list[tuple[str, ...]]:
     """Per exposure, the output of each of its files (one per segment)."""
+    if keep_names:
+        here = os.path.realpath(output_dir)
+        for e in exposures:
+            for f in e.files:
+                if os.path.realpath(os.path.dirname(os.path.abspath(f.path))) == here:
+                    raise ConfigError(
+                        f"{output_dir}: holds the input {f.name}; with --keep-names the "
+                        "outputs take their inputs' names, so give another output directory"
+                    )
     outputs = [
-        tuple(os.path.join(output_dir, output_name(f.path, mode)) for f in e.files)
+        tuple(os.path.join(output_dir, output_name(f.path, mode, keep_names)) for f in e.files)
         for e in exposures
     ]
     names = [os.path.basename(p) for paths in outputs for p in paths]
@@ -116,6 +125,8 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
     old = previous.attrs.get("parameters", {})
     keys = (
         "method",
+        "compress",
+        "keep_names",
         "n_unsat_threshold",
         "n_pix_grow_sat",
         "flags",
@@ -126,7 +137,7 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
         "dilate",
     )
     # A store made before methods existed was made with the notebook's.
-    old = {"method": "notebook", **old}
+    old = {"method": "notebook", "compress": False, "keep_names": False, **old}
     differ = [k for k in keys if old.get(k) != record.get(k)]
     if differ:
         what = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in differ)
@@ -506,13 +517,15 @@ def _prepare(
     if past is not None:
         _check_history(past, exposures, params.method)
     _warn_if_window_masks_nothing(exposures, params)
-    outputs = _output_paths(exposures, output_dir, params.mode)
+    outputs = _output_paths(exposures, output_dir, params.mode, params.keep_names)
     claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
     if not overwrite:
         resume.refuse_foreign(
             [os.path.basename(o) for paths in outputs for o in paths],
             set(os.listdir(output_dir)),
-            resume.owned_outputs(stored, claimed, lambda n: output_name(n, params.mode)),
+            resume.owned_outputs(
+                stored, claimed, lambda n: output_name(n, params.mode, params.keep_names)
+            ),
             output_dir,
         )
     # Outputs are claimed in the live store before any is written, so that a run killed

@@ -152,9 +152,15 @@ class Exposure:
         return row
 
 
-def output_name(path: str, mode: str) -> str:
-    """Name of the file this tool writes for input ``path`` in ``mode``."""
+def output_name(path: str, mode: str, keep_names: bool = False) -> str:
+    """Name of the file this tool writes for input ``path`` in ``mode``.
+
+    With ``keep_names`` (copy mode) a copy keeps the input's own file name, so that the
+    pipeline's products and level-2 associations keep the archive's names.
+    """
     base = os.path.basename(path)
+    if keep_names:
+        return base
     stem = (
         base[: -len("_uncal.fits")] if base.endswith("_uncal.fits") else base.rsplit(".fits", 1)[0]
     )
@@ -337,6 +343,10 @@ def _read_exposure(path: str) -> Exposure | None:
         instrument = str(primary.get("INSTRUME", "")).strip().upper()
         if instrument != "MIRI":
             log.warning("%s: skipped, instrument is %r, not MIRI", path, instrument or "unknown")
+            return None
+        if any(str(h.get("MPTOOL", "")).strip() == "miripersist" for h, *_ in hdus[1:]):
+            # A masked copy kept under its input's name (--keep-names) is an output.
+            log.warning("%s: skipped, a masked copy written by miripersist", path)
             return None
         if "SCI" not in names:
             raise InputError(f"{path}: no SCI extension")

@@ -59,6 +59,9 @@ class Parameters:
         Exposures per block; bounds memory.
     compress : bool
         Sidecars tile-compressed (RICE): tens of kilobytes instead of a megabyte.
+    keep_names : bool
+        Copies keep their input's file name (in an output directory that holds no input),
+        so that calwebb_detector1's products match standard level-2 associations.
     """
 
     n_unsat_threshold: int = 3
@@ -72,6 +75,7 @@ class Parameters:
     batch: int = 16
     method: str = "notebook"
     compress: bool = False
+    keep_names: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in methods.METHODS:
@@ -101,6 +105,8 @@ class Parameters:
             raise ConfigError("--dilate must be 0 or more")
         if not self.window_days > 0:
             raise ConfigError("--window must be positive")
+        if self.keep_names and self.mode != "copy":
+            raise ConfigError("--keep-names is for --mode copy (sidecars have their own names)")
         if self.compress and self.mode != "sidecar":
             raise ConfigError("--compress is for --mode sidecar (copies stay byte copies)")
         if min(self.tile) < 1 or self.batch < 1:

@@ -202,6 +202,7 @@ def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tu
     from .inventory import output_name
 
     mode = ds.attrs.get("parameters", {}).get("mode", "copy")
+    keep = bool(ds.attrs.get("parameters", {}).get("keep_names", False))
     base = os.path.relpath(os.path.abspath(outputs), os.path.abspath(relative_to))
     files = ds["file"].values.astype(str)
     segments = (
@@ -211,7 +212,7 @@ def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tu
     )
     links = []
     for name, segs in zip(files, segments, strict=True):
-        names = [output_name(s, mode) for s in (segs.split(",") if segs else [name])]
+        names = [output_name(s, mode, keep) for s in (segs.split(",") if segs else [name])]
         links.append([(n, os.path.join(base, n).replace(os.sep, "/")) for n in names])
     return links
 

@@ -29,6 +29,7 @@ class PersistenceMaskStep(Step):
         user_mask = string(default=None) # table of 1-indexed x, y or a FITS image
         mode = option('copy', 'sidecar', default='copy') # masked uncal copies or DQ sidecar files
         compress = boolean(default=False) # tile-compressed sidecars
+        keep_names = boolean(default=False) # copies keep their inputs' file names
         store = string(default=None) # zarr store (default output_dir/persistence.zarr)
         flags = string(default=None) # pixel DQ flag names to set (default: the method's)
         window = string(default=None) # how long a source masks: 2500s, 10h, inf (default: the method's)
@@ -76,6 +77,7 @@ class PersistenceMaskStep(Step):
         params = Parameters(
             method=self.method,
             compress=self.compress,
+            keep_names=self.keep_names,
             n_unsat_threshold=self.n_unsat_threshold,
             n_pix_grow_sat=self.n_pix_grow_sat,
             flags=parse_flags(self.flags) if self.flags else None,
