@@ -98,10 +98,13 @@ class PersistenceMaskStep(Step):
             history=self.history,
             skip_bad=self.skip_bad,
         )
+        from .summary import last_run_line
+
         self.log.info(
-            "%d exposures, %d pixel flags written to %s",
+            "%d exposures, %d pixels flagged in all; %s; outputs in %s",
             ds.sizes["exposure"],
             int(ds["n_masked"].sum()),
+            last_run_line(ds.attrs.get("last_run", {})),
             output_dir,
         )
         return ds

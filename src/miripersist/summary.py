@@ -48,7 +48,7 @@ def _rule_line(parameters: dict) -> str:
     )
 
 
-def _last_run_line(counts: dict) -> str:
+def last_run_line(counts: dict) -> str:
     """What this call did, in one line; says so when it had nothing to do."""
     text = (
         f"this run: {counts.get('computed', 0)} exposures computed, "
@@ -69,7 +69,7 @@ def format_summary(ds: xr.Dataset) -> str:
     last = ds.attrs.get("last_run")
     if isinstance(last, dict):
         lines.append("")
-        lines.append(_last_run_line(last))
+        lines.append(last_run_line(last))
     skipped = ds.attrs.get("skipped", [])
     if skipped:
         lines.append(f"\n{len(skipped)} inputs left out (their saturation is not propagated):")
