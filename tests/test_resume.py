@@ -305,8 +305,8 @@ def test_a_rerun_with_fewer_inputs_keeps_the_rest_in_the_scan(tmp_path, longer, 
     assert digests(out) == digests(ref_out)
 
 
-def test_retained_outputs_are_rewritten_from_their_recorded_inputs(tmp_path, longer, reference_run):
-    ref_out, _ = reference_run
+def _program_then_a_late_comer(tmp_path, longer):
+    """A run on all but the fourth exposure; that one then alone in a directory of its own."""
     by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
     late_comer = by_time[3]
     obs1 = _subset(longer, tmp_path, [p for p in by_time if p != late_comer])
@@ -315,6 +315,12 @@ def test_retained_outputs_are_rewritten_from_their_recorded_inputs(tmp_path, lon
     extra = tmp_path / "extra"
     extra.mkdir()
     shutil.copy2(late_comer, extra)
+    return obs1, out, extra
+
+
+def test_retained_outputs_are_rewritten_from_their_recorded_inputs(tmp_path, longer, reference_run):
+    ref_out, _ = reference_run
+    _, out, extra = _program_then_a_late_comer(tmp_path, longer)
     # Only the late comer is named; the exposures after it are masked anew from the store.
     ds = run([str(extra)], str(out), [longer.saturation_ref])
     assert ds.attrs["last_run"]["computed"] == 1 and ds.attrs["last_run"]["retained"] == 23
@@ -324,16 +330,9 @@ def test_retained_outputs_are_rewritten_from_their_recorded_inputs(tmp_path, lon
 
 def test_outputs_that_cannot_be_remade_are_named_stale(tmp_path, longer, reference_run):
     ref_out, _ = reference_run
-    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
-    late_comer = by_time[3]
-    obs1 = _subset(longer, tmp_path, [p for p in by_time if p != late_comer])
-    out = tmp_path / "out"
-    run([str(obs1)], str(out), [longer.saturation_ref])
+    obs1, out, extra = _program_then_a_late_comer(tmp_path, longer)
     moved = tmp_path / "moved"
     obs1.rename(moved)
-    extra = tmp_path / "extra"
-    extra.mkdir()
-    shutil.copy2(late_comer, extra)
     with pytest.raises(MiripersistError, match="stale, the mask changed but the input"):
         run([str(extra)], str(out), [longer.saturation_ref])
     store = xr.open_zarr(out / "persistence.zarr")
