@@ -420,7 +420,7 @@ def run(
         raise ConfigError(f"{output_dir}: output directory is not writable")
     store_path = store or os.path.join(output_dir, "persistence.zarr")
     with run_lock.exclusive(output_dir, store_path):
-        return _locked_run(
+        scan = _prepare(
             output_dir,
             store_path,
             params,
@@ -431,9 +431,10 @@ def run(
             user_mask,
             record,
             overwrite,
-            progress,
             history,
         )
+        counts, stale = _scan_and_write(scan, params, umask, progress)
+        return _finish(scan, counts, stale, store_path, skipped, history)
 
 
 @dataclass
@@ -731,35 +732,15 @@ def _scan_and_write(
     return counts, stale
 
 
-def _locked_run(
-    output_dir: str,
+def _finish(
+    scan: _Scan,
+    counts: dict[str, int],
+    stale: list[int],
     store_path: str,
-    params: Parameters,
-    inputs_found: list[Exposure],
-    references: list,
     skipped: list,
-    umask: np.ndarray,
-    user_mask: str | None,
-    record: dict,
-    overwrite: bool,
-    progress: Callable[[int, int], None] | None,
     history: str | None,
 ) -> xr.Dataset:
-    """The part of :func:`run` that touches the store and the outputs, under the run's locks."""
-    scan = _prepare(
-        output_dir,
-        store_path,
-        params,
-        inputs_found,
-        references,
-        skipped,
-        umask,
-        user_mask,
-        record,
-        overwrite,
-        history,
-    )
-    counts, stale = _scan_and_write(scan, params, umask, progress)
+    """Record the run in its store, put a new store in place, and name stale outputs."""
     exposures, outputs, target = scan.exposures, scan.outputs, scan.target
     store_mod.update_attrs(
         target,
