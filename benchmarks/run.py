@@ -67,6 +67,26 @@ def commands(program, out: str) -> dict[str, list[str]]:
             program.mask_ref,
         ],
         "sidecar": [*mp, "--mode", "sidecar", "--output-dir", os.path.join(out, "sidecar")],
+        # --method pipeline against the pipeline's own step chained by hand (2500 s windows)
+        "pipeline_chain": [
+            py,
+            os.path.join(HERE, "pipeline_chain.py"),
+            program.directory,
+            os.path.join(out, "pipeline_chain"),
+            program.saturation_ref,
+            program.mask_ref,
+            "2500",
+        ],
+        "pipeline_states": [
+            *mp,
+            *("--method", "pipeline", "--window", "2500", "--mode", "sidecar"),
+            *("--output-dir", os.path.join(out, "pipeline_states")),
+        ],
+        "pipeline_copy": [
+            *mp,
+            *("--method", "pipeline", "--window", "2500", "--mode", "copy"),
+            *("--output-dir", os.path.join(out, "pipeline_copy")),
+        ],
         "copy": [*mp, "--mode", "copy", "--output-dir", os.path.join(out, "copy")],
         "floor_sidecar": [
             py,

@@ -239,3 +239,52 @@ def test_random_byte_damage_in_headers_is_a_clean_error_or_harmless(base, flips)
             assert str(exc).startswith(target) and "\n" not in str(exc)
             return
         check_harmless(target, thr, exposure)
+
+
+@pytest.mark.parametrize("bitpix", [16, -32])
+def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(tmp_path, bitpix):
+    """Any rows, groups and integration, read through one buffer per thread, sizes mixed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from miripersist.inventory import ArrayLayout
+    from miripersist.reader import brightest_rows, prefetch
+
+    rng = np.random.default_rng(bitpix + 100)
+    shape = (2, 6, 37, 29)
+    if bitpix == 16:
+        data = rng.integers(0, 65536, size=shape, dtype=np.uint32).astype(np.uint16)
+        data.flat[:4] = [0, 32767, 32768, 65535]  # both ends, and either side of the sign bit
+    else:
+        data = rng.normal(0, 1e4, size=shape).astype(np.float32)
+    path = str(tmp_path / "ramp.fits")
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="SCI", uint=True)]).writeto(path)
+    with fits.open(path, do_not_scale_image_data=True) as hdul:
+        header = hdul["SCI"].header
+        offset = hdul.fileinfo(1)["datLoc"]
+        truth = fits.getdata(path, "SCI")  # physical values, as astropy scales them
+    layout = ArrayLayout(
+        offset, shape, header["BITPIX"], header.get("BZERO", 0.0), header.get("BSCALE", 1.0)
+    )
+    assert (layout.bitpix, layout.bzero) == ((16, 32768.0) if bitpix == 16 else (-32, 0.0))
+    cases = []
+    for _ in range(200):
+        a = int(rng.integers(0, shape[2]))
+        cases.append(
+            (
+                int(rng.integers(0, 2)),
+                int(rng.integers(1, 7)),
+                slice(a, int(rng.integers(a + 1, 38))),
+            )
+        )
+
+    def one(case):
+        integration, groups, rows = case
+        prefetch(path, layout, integration, groups, rows)
+        return brightest_rows(path, layout, integration, groups, rows)
+
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(one, cases))
+    for (integration, groups, rows), peak in zip(cases, got, strict=True):
+        want = truth[integration, :groups, rows].max(axis=0)
+        assert peak.dtype == (np.uint16 if bitpix == 16 else np.float64)
+        np.testing.assert_array_equal(peak, want)

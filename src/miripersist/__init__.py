@@ -5,14 +5,7 @@ The public entry point is :func:`miripersist.run`, which returns the run's
 wraps it. Heavy modules load on first use, so the command line starts fast.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import ConfigError, InputError, MiripersistError
-
-try:
-    __version__ = version("miripersist")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "ConfigError",
@@ -28,6 +21,14 @@ __all__ = [
 def __getattr__(name: str):
     import importlib
 
+    if name == "__version__":  # importlib.metadata costs 40-80 ms: not for ``--help``
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            globals()["__version__"] = version("miripersist")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            globals()["__version__"] = "0.0.0"
+        return globals()["__version__"]
     if name in ("Parameters", "run"):
         return getattr(importlib.import_module(".engine", __name__), name)
     if name in ("simulate", "report"):

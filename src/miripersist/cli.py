@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import math
 import os
@@ -105,11 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--method",
-        choices=("notebook", "snowblind"),
+        choices=("notebook", "pipeline", "snowblind"),
         default="notebook",
         help="notebook: the STScI notebook's rule (first integration, at most N unsaturated "
-        "groups; end to start); snowblind: snowblind's PersistenceFlagStep (saturated in the "
-        "last group of the last integration; start to start) (default notebook)",
+        "groups; end to start); pipeline: jwst's PersistenceStep chained over the program "
+        "(group-level windows from each first saturated group; needs --window; writes "
+        "persistence-array files, and GROUPDQ in copies); snowblind: snowblind's "
+        "PersistenceFlagStep (saturated in the last group of the last integration; start to "
+        "start) (default notebook)",
     )
     run.add_argument(
         "--window",
@@ -118,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how long a source masks: e.g. 2500s, 30m, 10h, 2d, inf; a bare number is "
         "seconds (default: notebook inf, after the source's exposure ends; snowblind 2500s, "
-        "start to start)",
+        "start to start; pipeline: required, whole seconds, from the first saturated group)",
     )
     run.add_argument(
         "--integrations",
@@ -138,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--history",
         metavar="STORE",
         help="store of an earlier run whose sources count as saturation before "
-        "this run's first exposure",
+        "this run's first exposure (--method pipeline: such a store, or a persistence-array "
+        "ASDF file such as an earlier run's persistence_state.asdf)",
     )
     run.add_argument(
         "--verify-checksums",
@@ -244,11 +250,68 @@ class ProgressBar:
         sys.stderr.flush()
 
 
+def _local_threads(client) -> contextlib.AbstractContextManager:
+    """The threaded scheduler named outright, when no dask client can be in this process.
+
+    With no scheduler in dask's configuration, every ``dask.compute`` imports distributed
+    to look for a client (0.2-0.3 s, a sixth of a one-exposure run). The choice is the
+    same: with neither ``client`` nor distributed imported, there is no client to find.
+    """
+    if client is not None or "distributed" in sys.modules:
+        return contextlib.nullcontext()
+    import dask
+    import dask.threaded
+
+    return dask.config.set(scheduler=dask.threaded.get)
+
+
+def _dask_array_without_scipy() -> None:
+    """Import dask.array without scipy, when this process has imported neither yet.
+
+    dask.array imports scipy only to accept scipy.sparse matrices as chunks and to wrap
+    scipy.fftpack: 0.3 s (scipy also loads numpy.f2py and numpy.testing), which a run never
+    uses. A dask.array that cannot do without scipy is imported as usual, by the engine.
+    """
+    if "dask.array" in sys.modules or "scipy" in sys.modules:
+        return
+    sys.modules["scipy"] = None  # type: ignore[assignment]  # ``import scipy``: ImportError
+    try:
+        import dask.array  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if "scipy" in sys.modules and sys.modules["scipy"] is None:
+            del sys.modules["scipy"]
+
+
+@contextlib.contextmanager
+def _importing(module: str):
+    """No cyclic garbage collection while the libraries behind ``module`` are imported.
+
+    numpy, astropy, pandas, xarray, dask and zarr make a quarter of a million objects as they
+    are imported, kept for the life of the process; collections scanning them again and again
+    cost 0.2-0.5 s of a one-exposure run. Once imported they are frozen (:func:`gc.freeze`:
+    left out of every later collection, the run's own included). Only the first time:
+    when ``module`` is already imported, nothing changes.
+    """
+    if module in sys.modules or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .cluster import check_workers, connect
-    from .engine import Parameters, run
-    from .flags import parse_flags
-    from .summary import format_summary
+    with _importing("miripersist.engine"):
+        _dask_array_without_scipy()
+        from .cluster import check_workers, connect
+        from .engine import Parameters, run
+        from .flags import parse_flags
+        from .summary import format_summary
 
     params = Parameters(
         n_unsat_threshold=args.n_unsat_threshold,
@@ -274,41 +337,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
     client = connect(
         args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker, args.quiet
     )
-    try:
-        if client is not None:
-            if client.dashboard_link and not args.quiet:
-                print(f"miripersist: dask dashboard at {client.dashboard_link}", file=sys.stderr)
-            from .inventory import discover
+    with _local_threads(client):
+        try:
+            if client is not None:
+                if client.dashboard_link and not args.quiet:
+                    print(
+                        f"miripersist: dask dashboard at {client.dashboard_link}",
+                        file=sys.stderr,
+                    )
+                from .inventory import discover
 
-            paths = discover(inputs)
-            check_workers(client, [*paths, *saturation_refs], output_dir)
-        ds = run(
-            inputs,
-            output_dir,
-            saturation_refs=saturation_refs,
-            params=params,
-            store=store,
-            user_mask=user_mask,
-            overwrite=args.overwrite,
-            progress=ProgressBar(not args.quiet),
-            history=history,
-            skip_bad=args.skip_bad,
-            verify_checksums=args.verify_checksums,
-        )
-    finally:
-        if client is not None:
-            client.close()
-    # Inputs left out were named once each as they were found (a warning on stderr); the
-    # summary lists them again at its end, for the record.
-    if not args.quiet:
-        print(format_summary(ds))
+                paths = discover(inputs)
+                check_workers(client, [*paths, *saturation_refs], output_dir)
+            ds = run(
+                inputs,
+                output_dir,
+                saturation_refs=saturation_refs,
+                params=params,
+                store=store,
+                user_mask=user_mask,
+                overwrite=args.overwrite,
+                progress=ProgressBar(not args.quiet),
+                history=history,
+                skip_bad=args.skip_bad,
+                verify_checksums=args.verify_checksums,
+            )
+        finally:
+            if client is not None:
+                client.close()
+        # Inputs left out were named once each as they were found (a warning on stderr); the
+        # summary lists them again at its end, for the record (the store is read through dask).
+        if not args.quiet:
+            print(format_summary(ds))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if not os.path.exists(args.store):  # said before the heavy imports
         raise ConfigError(f"{args.store}: no such store")
-    from .report import report
+    with _importing("miripersist.report"):
+        from .report import report
 
     done = report(args.store, args.out, args.outputs)
     print("\n".join(done.table.pformat(max_lines=-1, max_width=-1)))

@@ -8,12 +8,10 @@ writing overlap. Memory is bounded by the block size, not by the number of expos
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import math
-import operator
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -37,13 +35,12 @@ from .inventory import (
     combine_segments,
     discover,
     inventory,
-    output_name,
     read_exposure,
 )
+from .methods import Method
 from .parameters import Parameters, window_words
 from .reader import lazy_sources
 from .saturation import grow
-from .scan import new_carry
 from .thresholds import assign_references
 from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
@@ -78,9 +75,10 @@ def _write_one(
 
 
 def _output_paths(
-    exposures: Sequence[Exposure], output_dir: str, mode: str, keep_names: bool = False
+    exposures: Sequence[Exposure], output_dir: str, params: Parameters
 ) -> list[tuple[str, ...]]:
-    """Per exposure, the output of each of its files (one per segment)."""
+    """Per exposure, the outputs of each of its files (segments), file after file."""
+    keep_names = params.keep_names
     if keep_names:
         here = os.path.realpath(output_dir)
         for e in exposures:
@@ -91,7 +89,11 @@ def _output_paths(
                         "outputs take their inputs' names, so give another output directory"
                     )
     outputs = [
-        tuple(os.path.join(output_dir, output_name(f.path, mode, keep_names)) for f in e.files)
+        tuple(
+            os.path.join(output_dir, name)
+            for f in e.files
+            for name in params.rule.output_names(f.path, params.mode, keep_names)
+        )
         for e in exposures
     ]
     names = [os.path.basename(p) for paths in outputs for p in paths]
@@ -104,7 +106,7 @@ def _output_paths(
 def _lazy_sources(exposure: Exposure, thresholds, params: Parameters):
     """Sources of a whole exposure, lazily, as its method defines them."""
     parts = params.rule.lazy_sources(exposure, thresholds, params, lazy_sources)
-    return parts[0] if len(parts) == 1 else functools.reduce(operator.or_, parts)
+    return params.rule.combine(parts)
 
 
 def _user_mask_digest(mask: np.ndarray) -> str:
@@ -171,7 +173,8 @@ def _store_rows(ds: xr.Dataset) -> list[dict]:
         for name in (*store_mod.EXPOSURE_COORDS, "saturation_ref", "saturation_ref_sha256")
         if name in ds.variables
     ]
-    columns = {name: ds[name].values for name in (*names, "complete", "written")}
+    extra = [name for name in ("complete", "written", "result_sha256") if name in ds.variables]
+    columns = {name: ds[name].values for name in (*names, *extra)}
     rows = []
     for j in range(ds.sizes["exposure"]):
         row = {name: columns[name][j] for name in columns}
@@ -250,56 +253,9 @@ def _retained_exposure(row: dict) -> tuple[Exposure, bool]:
     return replace(e, segments=tuple(replace(e, path=p) for p in paths) if segments else ()), False
 
 
-def _open_history(path: str) -> xr.Dataset:
-    try:
-        return store_mod.open_store(path)
-    except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
-        raise ConfigError(f"{path}: --history store cannot be read ({exc!s:.120})") from None
-
-
-def _check_history(past: xr.Dataset, exposures: Sequence[Exposure], method: str) -> None:
-    made_with = past.attrs.get("parameters", {}).get("method", "notebook")
-    if made_with != method:
-        raise ConfigError(
-            f"--history store was made with --method {made_with}, this run uses {method}: "
-            "their sources are not the same thing"
-        )
-    done = past["complete"].values
-    resume.check_history(
-        [
-            (str(d), str(h), float(t), str(f))
-            for d, h, t, f, c in zip(
-                past["detector"].values,
-                past["header_sha256"].values,
-                past["end_mjd"].values,
-                past["file"].values,
-                done,
-                strict=True,
-            )
-            if c
-        ],
-        [(e.detector, e.header_sha256, e.start_mjd, e.name) for e in exposures],
-    )
-
-
-def history_carry(past: xr.Dataset, detector: str, rule) -> np.ndarray:
-    """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
-    carry = new_carry(DETECTOR_SHAPE)
-    chosen = np.flatnonzero(
-        (past["detector"].values.astype(str) == detector) & past["complete"].values
-    )
-    ends = rule.stamp(past["start_mjd"].values, past["end_mjd"].values)
-    for lo in range(0, len(chosen), 64):
-        part = chosen[lo : lo + 64]
-        # In time order, so that a later exposure's end time wins.
-        for j, source in zip(part, _stored(past, "source", part), strict=True):
-            carry[source] = float(ends[j])
-    return carry
-
-
 def _warn_if_window_masks_nothing(exposures: Sequence[Exposure], params: Parameters) -> None:
     """Warn when the window is shorter than every gap between consecutive exposures."""
-    if math.isinf(params.window_days):
+    if math.isinf(params.window_days) or params.rule.flags_own_exposure:
         return
     for detector, indices in by_detector(exposures).items():
         if len(indices) < 2:
@@ -380,7 +336,8 @@ def run(
     progress : callable, optional
         Called as ``progress(done, total)`` after each block of exposures.
     history : str, optional
-        Store of an earlier run whose sources count as saturation before this run's exposures.
+        Store of an earlier run whose sources count as saturation before this run's
+        exposures; for a method with its own state (``pipeline``), that state's file.
     skip_bad : bool
         Leave out inputs that cannot be used (listed in ``attrs["skipped"]``) instead of
         stopping; their saturation is not propagated.
@@ -448,8 +405,10 @@ class _Scan:
     outputs: list[tuple[str, ...]]
     rows: list[dict]
     previous: xr.Dataset | None
-    past: xr.Dataset | None
+    past: object
     target: str
+    rule: Method
+    output_dir: str
 
     @property
     def old_index(self) -> list[int | None]:
@@ -457,7 +416,7 @@ class _Scan:
 
     @property
     def reuse(self) -> list[bool]:
-        return [entry.reuse for entry in self.plan.entries]
+        return [entry.reuse and self.rule.reuses_sources for entry in self.plan.entries]
 
 
 def _prepare(
@@ -514,18 +473,29 @@ def _prepare(
             writable.append(True)
     old_index = [entry.stored_index for entry in the_plan.entries]
     in_place = the_plan.in_place
-    past = _open_history(history) if history else None
-    if past is not None:
-        _check_history(past, exposures, params.method)
+    rule = params.rule
+    if not rule.reuses_sources:
+        gone = [
+            e.path for e, entry in zip(exposures, the_plan.entries, strict=True) if entry.retained
+        ]
+        if gone:
+            raise ConfigError(
+                f"{gone[0]}: the store knows this exposure but it is not among the inputs; "
+                f"--method {rule.name} reads every exposure on every run, so give it again, "
+                "or start afresh with --overwrite"
+            )
+    if umask.any() and not rule.accepts_user_mask:
+        raise ConfigError(f"--user-mask does not apply to --method {rule.name} (group flags)")
+    past = rule.open_history(history, exposures, params) if history else None
     _warn_if_window_masks_nothing(exposures, params)
-    outputs = _output_paths(exposures, output_dir, params.mode, params.keep_names)
+    outputs = _output_paths(exposures, output_dir, params)
     claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
     if not overwrite:
         resume.refuse_foreign(
             [os.path.basename(o) for paths in outputs for o in paths],
             set(os.listdir(output_dir)),
             resume.owned_outputs(
-                stored, claimed, lambda n: output_name(n, params.mode, params.keep_names)
+                stored, claimed, lambda n: rule.output_names(n, params.mode, params.keep_names)
             ),
             output_dir,
         )
@@ -560,7 +530,9 @@ def _prepare(
             chunk_exposures=params.batch,
         )
 
-    return _Scan(the_plan, exposures, refs, writable, outputs, rows, previous, past, target)
+    return _Scan(
+        the_plan, exposures, refs, writable, outputs, rows, previous, past, target, rule, output_dir
+    )
 
 
 def _scan_and_write(
@@ -576,6 +548,7 @@ def _scan_and_write(
     scan of this block.
     """
     exposures, refs, writable, outputs = scan.exposures, scan.refs, scan.writable, scan.outputs
+    rule = scan.rule
     rows, previous, past, the_plan = scan.rows, scan.previous, scan.past, scan.plan
     old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
@@ -623,6 +596,7 @@ def _scan_and_write(
         for b0 in range(0, len(indices), params.batch)
     ]
     carry = None
+    carries: dict[str, object] = {}  # each detector's carry after its last block
     done = 0
     with dask.config.set(config), background:
         todo, lazy = lazy_block(blocks[0][1])
@@ -639,11 +613,7 @@ def _scan_and_write(
             launch(lazy, stored_tasks, files, to_mark)
             stored_tasks, files, to_mark = [], [], []
             if b == 0 or blocks[b - 1][0] != detector:
-                carry = (
-                    history_carry(past, detector, params.rule)
-                    if past
-                    else new_carry(DETECTOR_SHAPE)
-                )
+                carry = rule.initial_carry(past, detector)
             sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
             reused = [k for k, i in enumerate(block) if i not in frames]
             if reused:
@@ -651,19 +621,20 @@ def _scan_and_write(
                 sources[reused] = _stored(previous, "source", [old_index[block[k]] for k in reused])
             for k, i in enumerate(block):
                 if i in frames:
-                    sources[(k, *exposures[i].window)] = frames[i]
+                    sources[(k, *exposures[i].window)] = rule.source_image(frames[i])
                     if params.dilate:
                         sources[k] = grow(sources[k], params.dilate)
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
             counts["retained"] += sum(the_plan.entries[i].retained for i in block)
-            masks, carry = params.rule.scan(
+            masks, carry, digests, payloads = rule.scan_block(
                 sources,
-                np.array([exposures[i].start_mjd for i in block]),
-                np.array([exposures[i].end_mjd for i in block]),
+                [frames.get(i) for i in block],
+                [exposures[i] for i in block],
                 carry,
-                params.window_days,
+                params,
             )
+            carries[detector] = carry
             with_user = masks | umask if umask.any() else masks
             applied = [with_user[k][exposures[i].window] for k, i in enumerate(block)]
             n_masked = np.array([np.count_nonzero(a) for a in applied])
@@ -674,7 +645,8 @@ def _scan_and_write(
             if known_here:
                 old_masks = _stored(previous, "mask", [old_index[block[k]] for k in known_here])
                 for k, old in zip(known_here, old_masks, strict=True):
-                    kept[k] = bool(np.array_equal(old, masks[k]))
+                    old_digest = rows[old_index[block[k]]].get("result_sha256") or ""
+                    kept[k] = bool(np.array_equal(old, masks[k])) and old_digest == digests[k]
             actions = [
                 resume.output_action(
                     same_mask=kept[k],
@@ -693,7 +665,7 @@ def _scan_and_write(
                     for i, a in zip(block, actions, strict=True)
                     if a in (resume.WRITE, resume.STALE)
                 ]
-                args = (block[0], sources, masks, n_source, n_masked, unwritten)
+                args = (block[0], sources, masks, n_source, n_masked, unwritten, digests)
                 if distributed:
                     writer.block(*args)  # the client writes the store; no 30 MB shipping
                 else:
@@ -703,12 +675,17 @@ def _scan_and_write(
             for k, i in enumerate(block):
                 action = actions[k]
                 if action == resume.WRITE:
-                    for segment, out in zip(exposures[i].files, outputs[i], strict=True):
-                        # A partial is one opaque leaf: dask would otherwise walk the Exposure
-                        # and Parameters dataclasses of every call while holding the GIL.
-                        write = functools.partial(
-                            _write_one, segment, applied[k], int(n_masked[k]), out, params
-                        )
+                    # Partials are opaque leaves: dask would otherwise walk the Exposure
+                    # and Parameters dataclasses of every call while holding the GIL.
+                    for write in rule.writes(
+                        exposures[i],
+                        outputs[i],
+                        payloads[k],
+                        applied[k],
+                        int(n_masked[k]),
+                        params,
+                        _write_one,
+                    ):
                         files.append(dask.delayed(_after, pure=False)(write, update))
                 elif action == resume.STALE:
                     stale.append(i)
@@ -729,6 +706,7 @@ def _scan_and_write(
         settle()
         launch([], stored_tasks, files, to_mark)
         settle()
+    rule.finish(scan.output_dir, scan.target, carries, params, past)
     return counts, stale
 
 

@@ -30,8 +30,10 @@ class Parameters:
     Attributes
     ----------
     method : str
-        The persistence rule: ``"notebook"`` (the STScI notebook's, default) or
-        ``"snowblind"`` (snowblind's PersistenceFlagStep); see :mod:`miripersist.methods`.
+        The persistence rule: ``"notebook"`` (the STScI notebook's, default),
+        ``"pipeline"`` (jwst's PersistenceStep chained over the program; group flags and
+        persistence-array files) or ``"snowblind"`` (snowblind's PersistenceFlagStep); see
+        :mod:`miripersist.methods`.
     n_unsat_threshold : int
         A pixel is a source when its first integration has at most this many
         unsaturated groups (and saturated at all). Notebook method.
@@ -46,7 +48,7 @@ class Parameters:
     window_days : float, optional
         How long a source keeps masking (``inf`` for ever); default: the method's
         (notebook: ``inf``, after the end of the source's exposure; snowblind: 2500 s,
-        start to start).
+        start to start; pipeline: none, a whole number of seconds must be given).
     integrations : str
         ``"first"`` (the notebook's rule) or ``"all"``: saturation in any integration
         makes a source. Notebook method.
@@ -103,7 +105,8 @@ class Parameters:
             raise ConfigError(f"--integrations must be first or all, not {self.integrations!r}")
         if self.dilate < 0:
             raise ConfigError("--dilate must be 0 or more")
-        if not self.window_days > 0:
+        # NaN: the method has no default window; its check() says what it needs.
+        if not (self.window_days > 0 or math.isnan(self.window_days)):
             raise ConfigError("--window must be positive")
         if self.keep_names and self.mode != "copy":
             raise ConfigError("--keep-names is for --mode copy (sidecars have their own names)")
@@ -132,7 +135,7 @@ class Parameters:
         return {
             "MPTOOL": ("miripersist", "persistence flags made by this tool"),
             "MPVERS": (version, "miripersist version"),
-            "MPMETHOD": (self.method, "persistence rule (notebook, snowblind)"),
+            "MPMETHOD": (self.method, "persistence rule (--method)"),
             "MPNUNSAT": (self.n_unsat_threshold, "source: at most this many unsaturated groups"),
             "MPNGROW": (self.n_pix_grow_sat, "saturation growth (n_pix_grow_sat)"),
             "MPFLAGS": (self.flags, "pixel DQ bits set where masked"),

@@ -11,8 +11,8 @@ between tasks, as ``map_overlap`` would need.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
+import threading
 from collections.abc import Sequence
 
 import dask
@@ -23,7 +23,15 @@ from dask.highlevelgraph import HighLevelGraph
 
 from .errors import InputError
 from .inventory import ArrayLayout, Exposure
-from .saturation import groups_needed, sources_from_groupdq, sources_from_ramp
+from .saturation import (
+    NEVER,
+    first_crossing,
+    groups_needed,
+    grow_first,
+    sources_from_groupdq,
+    sources_from_ramp,
+    uint16_limits,
+)
 
 
 def read_rows(
@@ -56,6 +64,10 @@ def read_rows(
     buf = np.empty((groups, nrows * row_bytes), dtype=np.uint8)
     fd = os.open(path, os.O_RDONLY)
     try:
+        # Every group's rows requested at once: on a cold cache the reads go to the disk
+        # together instead of one group after another.
+        first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
+        _willneed(fd, first, nrows * row_bytes, ny * row_bytes, groups)
         for g in range(groups):
             first_row = (integration * ngroups + g) * ny + rows.start
             want = nrows * row_bytes
@@ -78,10 +90,11 @@ def brightest_rows(
 ) -> np.ndarray:
     """The brightest of the leading groups of one integration, per pixel of whole rows.
 
-    For the usual raw data (16-bit integers, BZERO 32768) the groups are memory-mapped and
-    reduced where they lie: the stored order is the physical order, so only the one
-    brightest plane is converted, and nothing is copied first. Other encodings go
-    through :func:`read_rows`.
+    For the usual raw data (16-bit integers, BZERO 32768) the rows of every group are
+    requested from the kernel at once (``posix_fadvise(WILLNEED)``, so that a cold disk
+    gets all the reads together), then read with one ``pread`` a group into a buffer kept
+    per thread, and reduced in the stored order: it is the physical order, so only the
+    one brightest plane is converted. Other encodings go through :func:`read_rows`.
 
     Returns
     -------
@@ -93,32 +106,109 @@ def brightest_rows(
     if not (layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1):
         return read_rows(path, layout, integration, groups, rows).max(axis=0)
     _, ngroups, ny, nx = layout.shape
-    row_bytes = nx * 2
-    frame_bytes = ny * row_bytes
-    first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
-    end = first + (groups - 1) * frame_bytes + (rows.stop - rows.start) * row_bytes
-    base = first - first % mmap.ALLOCATIONGRANULARITY
-    with open(path, "rb") as fh:
-        # The inventory checked the size; check again just before mapping, since reading
-        # a mapping past the end of a file that shrank since would kill the process.
-        if os.fstat(fh.fileno()).st_size < end:
-            raise InputError(f"{path}: file is truncated (array data ends early)")
-        mapped = mmap.mmap(fh.fileno(), end - base, offset=base, access=mmap.ACCESS_READ)
-    ramp = None
+    nrows = rows.stop - rows.start
+    span = nrows * nx * 2
+    frame_bytes = ny * nx * 2
+    first = layout.offset + (integration * ngroups * ny + rows.start) * nx * 2
+    buf = _thread_buffer(groups * span)
+    fd = os.open(path, os.O_RDONLY)
     try:
-        ramp = np.ndarray(
-            (groups, rows.stop - rows.start, nx),
-            dtype=">i2",
-            buffer=mapped,
-            offset=first - base,
-            strides=(frame_bytes, row_bytes, 2),
-        )
-        peak = np.maximum.reduce(ramp, axis=0).astype(np.int16, copy=False)
+        _willneed(fd, first, span, frame_bytes, groups)
+        for g in range(groups):
+            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
     finally:
-        ramp = None  # the mapping cannot close while an array still points into it
-        mapped.close()
+        os.close(fd)
+    ramp = buf.view(">i2").reshape(groups, nrows, nx)
+    if groups == 1:
+        peak = ramp[0].astype(np.int16)
+    else:
+        # Pairwise in place: faster than np.maximum.reduce on big-endian values.
+        peak = np.maximum(ramp[0], ramp[1])
+        for g in range(2, groups):
+            np.maximum(peak, ramp[g], out=peak)
     # Two's complement plus 32768 is the sign bit flipped.
-    return peak.view(np.uint16) ^ np.uint16(0x8000)
+    peak = peak.view(np.uint16)
+    np.bitwise_xor(peak, np.uint16(0x8000), out=peak)
+    return peak
+
+
+#: Largest read buffer kept per thread (a tile of 4 full-frame groups is 2 MB); a larger
+#: read gets a buffer of its own, so that idle threads never hold much memory.
+_KEEP_BYTES = 16 << 20
+_buffers = threading.local()
+
+
+def _thread_buffer(nbytes: int) -> np.ndarray:
+    """A scratch byte buffer of this thread (its pages stay mapped from one read to the next)."""
+    if nbytes > _KEEP_BYTES:
+        return np.empty(nbytes, dtype=np.uint8)
+    buf = getattr(_buffers, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _buffers.buf = np.empty(max(nbytes, 4 << 20), dtype=np.uint8)
+    return buf[:nbytes]
+
+
+def _willneed(fd: int, first: int, span: int, stride: int, groups: int) -> None:
+    """Ask the kernel to read ``groups`` spans of ``span`` bytes, ``stride`` apart, now.
+
+    Advice only: where it cannot be given (a file system without it), the reads still work.
+    """
+    try:
+        if span == stride:
+            os.posix_fadvise(fd, first, span * groups, os.POSIX_FADV_WILLNEED)
+            return
+        for g in range(groups):
+            os.posix_fadvise(fd, first + g * stride, span, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+
+
+def _pread_exactly(fd: int, path: str, out: np.ndarray, offset: int) -> None:
+    """Fill ``out`` from ``offset``; an end of file first is a truncated input."""
+    view = memoryview(out)
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got == 0:
+            raise InputError(f"{path}: file is truncated (array data ends early)")
+        done += got
+
+
+def prefetch(
+    path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice | None = None
+) -> None:
+    """Ask the kernel to start reading what :func:`brightest_rows` will read, and return.
+
+    Call it for the files of the next block while this block is computed: their reads are
+    then in flight, across files, when the tiles ask for them (``posix_fadvise(WILLNEED)``;
+    nothing is read into this process, and a file that is gone or short is left to the
+    read itself to report).
+
+    Parameters
+    ----------
+    path : str
+        FITS file.
+    layout : ArrayLayout
+        Where the 4-D array lies in the file.
+    integration : int
+        Integration index.
+    groups : int
+        Number of leading groups.
+    rows : slice, optional
+        Rows (y); all rows by default.
+    """
+    _, ngroups, ny, nx = layout.shape
+    rows = rows if rows is not None else slice(0, ny)
+    row_bytes = nx * layout.dtype.itemsize
+    first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        _willneed(fd, first, (rows.stop - rows.start) * row_bytes, ny * row_bytes, groups)
+    finally:
+        os.close(fd)
 
 
 def _tile_from_ramp(
@@ -260,3 +350,144 @@ def lazy_sources(
         tuple(e.stop - e.start for e in col_edges),
     )
     return da.Array(graph, name, chunks, dtype=bool)
+
+
+def _raw_groups(path: str, layout: ArrayLayout, integration: int, rows: slice) -> np.ndarray:
+    """Every group of whole rows of one integration, as stored (big-endian int16).
+
+    The usual encoding only (BZERO 32768). The array lies in this thread's buffer: it is
+    valid until the thread's next read.
+    """
+    _, ngroups, ny, nx = layout.shape
+    span = (rows.stop - rows.start) * nx * 2
+    frame_bytes = ny * nx * 2
+    first = layout.offset + (integration * ngroups * ny + rows.start) * nx * 2
+    buf = _thread_buffer(ngroups * span)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _willneed(fd, first, span, frame_bytes, ngroups)
+        for g in range(ngroups):
+            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
+    finally:
+        os.close(fd)
+    return buf.view(">i2").reshape(ngroups, rows.stop - rows.start, nx)
+
+
+def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -> np.ndarray:
+    """:func:`~miripersist.saturation.first_crossing` of stored 16-bit groups, sparsely.
+
+    A pixel saturates in some group exactly when its brightest group does, and few
+    pixels do: the brightest value is found for every pixel (one pass, in the stored
+    order), the first group only for those that reach their threshold.
+    """
+    # ``limit`` and ``never`` are :func:`~miripersist.saturation.uint16_limits`.
+    if len(raw) == 1:
+        peak = raw[0].astype(np.int16)
+    else:  # pairwise in place: faster than np.maximum.reduce on big-endian values
+        peak = np.maximum(raw[0], raw[1])
+        for plane in raw[2:]:
+            np.maximum(peak, plane, out=peak)
+    physical = peak.view(np.uint16)
+    np.bitwise_xor(physical, np.uint16(0x8000), out=physical)
+    hit = physical >= limit
+    hit &= ~never
+    ys, xs = np.nonzero(hit)
+    first = np.full(limit.shape, NEVER, dtype=np.int16)
+    if ys.size:
+        # Gathered values keep the stored byte order: to native first, then flip the sign.
+        values = raw[:, ys, xs].astype(np.int16).view(np.uint16) ^ np.uint16(0x8000)
+        first[ys, xs] = np.argmax(values >= limit[ys, xs], axis=0)
+    return first
+
+
+def _first_saturated_tile(
+    path: str,
+    layout: ArrayLayout,
+    thresholds: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray],
+    grow_by: int,
+    ys: slice,
+    xs: slice,
+) -> np.ndarray:
+    ny, nx = thresholds.shape
+    nints, ngroups = layout.shape[:2]
+    hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
+    hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
+    standard = layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1
+    out = np.empty((nints, ys.stop - ys.start, xs.stop - xs.start), dtype=np.int16)
+    for i in range(nints):
+        if standard:
+            raw = _raw_groups(path, layout, i, hy)[:, :, hx]
+            first = _first_crossing_raw(raw, limits[0][hy, hx], limits[1][hy, hx])
+        else:
+            planes = read_rows(path, layout, i, ngroups, hy)[:, :, hx]
+            first = first_crossing(planes, thresholds[hy, hx])
+        first = grow_first(first, grow_by)
+        out[i] = first[
+            ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start
+        ]
+    return out
+
+
+def lazy_first_saturated(
+    exposure: Exposure,
+    thresholds: np.ndarray | Delayed,
+    n_pix_grow_sat: int,
+    tile: Sequence[int] = (256, 1032),
+) -> da.Array:
+    """Each pixel's first SATURATED group per integration of one file, lazily.
+
+    As the saturation step flags them (threshold, sticky flags, growth), from every group
+    of every integration, read in tiles with their growth halo.
+
+    Returns
+    -------
+    dask.array.Array of int16, shape (nints, ysize, xsize)
+        :data:`miripersist.saturation.NEVER` where a pixel never saturates.
+    """
+    if exposure.groupdq is not None or thresholds is None:
+        raise InputError(
+            f"{exposure.path}: carries GROUPDQ; --method pipeline computes saturation from "
+            "the ramp of uncal files"
+        )
+    if isinstance(thresholds, np.ndarray):
+        thresholds = dask.delayed(thresholds, pure=True)
+    # Made once per threshold image in a computation (the key follows the thresholds').
+    limits = dask.delayed(uint16_limits, pure=True)(thresholds)
+    ny, nx = exposure.ysize, exposure.xsize
+    name = (
+        "first-saturated-"
+        + hashlib.sha1(
+            repr(
+                (
+                    exposure.fingerprint,
+                    exposure.path,
+                    n_pix_grow_sat,
+                    tuple(tile),
+                    thresholds.key,
+                )
+            ).encode()
+        ).hexdigest()
+    )
+    row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
+    dsk = {
+        (name, 0, r, c): (
+            _first_saturated_tile,
+            exposure.path,
+            exposure.sci,
+            thresholds.key,
+            limits.key,
+            n_pix_grow_sat,
+            ys,
+            xs,
+        )
+        for r, ys in enumerate(row_edges)
+        for c, xs in enumerate(col_edges)
+    }
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[thresholds, limits])
+    chunks = (
+        (exposure.sci.shape[0],),
+        tuple(e.stop - e.start for e in row_edges),
+        tuple(e.stop - e.start for e in col_edges),
+    )
+    return da.Array(graph, name, chunks, dtype=np.int16)

@@ -152,12 +152,14 @@ def plan(inputs: Sequence[Identity], stored: Sequence[Stored] | None) -> Plan:
 def owned_outputs(stored: Sequence[Stored], claimed: Collection[str], out: Callable) -> set[str]:
     """Output names a store may replace: its exposures' and those it claimed before writing.
 
-    ``out`` maps an input file name to its output name; a segmented exposure has an output
-    per segment.
+    ``out`` maps an input file name to its output name, or to a tuple of names when a
+    method writes several files for one input; a segmented exposure has outputs per
+    segment.
     """
-    return {
-        out(name) for s in stored for name in (s.identity.segments or (s.identity.name,))
-    } | set(claimed)
+    names = (out(n) for s in stored for n in (s.identity.segments or (s.identity.name,)))
+    return {o for made in names for o in ((made,) if isinstance(made, str) else made)} | set(
+        claimed
+    )
 
 
 def refuse_foreign(

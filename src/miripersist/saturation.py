@@ -88,3 +88,69 @@ def sources_from_groupdq(groupdq: np.ndarray, n_unsat_threshold: int) -> np.ndar
     """
     unsat = unsaturated_count(groupdq)
     return (unsat <= n_unsat_threshold) & (unsat < groupdq.shape[0])
+
+
+#: First saturated group of a pixel that never saturates (larger than any group index).
+NEVER = np.iinfo(np.int16).max
+
+
+def first_crossing(planes, thresholds: np.ndarray) -> np.ndarray:
+    """Index of the first group in which each pixel reaches its threshold (``>=``).
+
+    Parameters
+    ----------
+    planes : iterable of ndarray, shape (ny, nx)
+        The groups of one integration, in order (raw values in DN).
+    thresholds : ndarray, shape (ny, nx)
+        Saturation thresholds; pixels never to be checked hold 65536.
+
+    Returns
+    -------
+    ndarray of int16, shape (ny, nx)
+        :data:`NEVER` where no group reaches the threshold.
+    """
+    first = np.full(thresholds.shape, NEVER, dtype=np.int16)
+    limit = never = None
+    for g, plane in enumerate(planes):
+        if plane.dtype == np.uint16:
+            if limit is None:
+                limit, never = uint16_limits(thresholds)
+            hit = plane >= limit
+        else:
+            hit = plane >= thresholds
+        hit &= first == NEVER
+        first[hit] = g
+    if never is not None:
+        first[never] = NEVER
+    return first
+
+
+def uint16_limits(thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds for 16-bit data, compared in uint16 (one SIMD pass a group).
+
+    For integer data ``data >= t`` is ``data >= ceil(t)``; a ceiling above 65535 (NaN
+    included) can never be reached: those pixels are returned apart.
+    """
+    ceil = np.ceil(np.nan_to_num(np.asarray(thresholds, dtype=np.float64), nan=65536.0))
+    return np.clip(ceil, 0, 65535).astype(np.uint16), ceil > 65535
+
+
+def grow_first(first: np.ndarray, n_pix_grow_sat: int) -> np.ndarray:
+    """First saturated group after growth: the earliest of a (2n+1) x (2n+1) box.
+
+    The saturation step dilates each group's flags and the flags are sticky, so a pixel
+    is first flagged in the first group in which any pixel of its box reached its
+    threshold: a minimum filter, with nothing beyond the array edge (the box analogue
+    of :func:`grow`).
+    """
+    if n_pix_grow_sat <= 0 or not (first != NEVER).any():
+        return first
+    rows = first.copy()
+    for d in range(1, n_pix_grow_sat + 1):
+        np.minimum(rows[d:], first[:-d], out=rows[d:])
+        np.minimum(rows[:-d], first[d:], out=rows[:-d])
+    out = rows.copy()
+    for d in range(1, n_pix_grow_sat + 1):
+        np.minimum(out[:, d:], rows[:, :-d], out=out[:, d:])
+        np.minimum(out[:, :-d], rows[:, d:], out=out[:, :-d])
+    return out

@@ -22,7 +22,7 @@ class PersistenceMaskStep(Step):
     prefetch_references = False
 
     spec = """
-        method = option('notebook', 'snowblind', default='notebook') # persistence rule
+        method = option('notebook', 'pipeline', 'snowblind', default='notebook') # persistence rule
         n_unsat_threshold = integer(default=3, min=0) # source: at most this many unsaturated groups
         n_pix_grow_sat = integer(default=1, min=0) # growth of saturation, as jwst's saturation step
         saturation_ref = string(default=None) # SATURATION reference file(s), comma-separated; None asks CRDS

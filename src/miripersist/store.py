@@ -115,6 +115,7 @@ def create(
             "n_masked": ("exposure", np.zeros(n, dtype=np.int64)),
             "complete": ("exposure", np.zeros(n, dtype=bool)),
             "written": ("exposure", np.zeros(n, dtype=bool)),
+            "result_sha256": ("exposure", np.full(n, "", dtype="<U64")),
             "user_mask": (("y", "x"), user_mask.astype(bool)),
         },
         coords=coords,
@@ -127,7 +128,8 @@ def create(
     # One chunk per small per-exposure variable: a block updates it with one file write
     # (zarr writes each chunk file atomically), instead of one file per exposure.
     encoding = {
-        name: {"chunks": (max(n, 1),)} for name in ("n_source", "n_masked", "complete", "written")
+        name: {"chunks": (max(n, 1),)}
+        for name in ("n_source", "n_masked", "complete", "written", "result_sha256")
     }
     # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
     tmp = sibling(path, "tmp")
@@ -233,7 +235,16 @@ class Writer:
         # Array handles opened once: each group lookup reads the array's metadata file.
         self.arrays = {
             name: group[name]
-            for name in ("source", "mask", "n_source", "n_masked", "complete", "written")
+            for name in (
+                "source",
+                "mask",
+                "n_source",
+                "n_masked",
+                "complete",
+                "written",
+                "result_sha256",
+            )
+            if name in group  # a store of an earlier version has no result digests
         }
 
     def block(
@@ -244,12 +255,14 @@ class Writer:
         n_source: np.ndarray,
         n_masked: np.ndarray,
         unwritten: Sequence[int] = (),
+        digests: Sequence[str] = (),
     ) -> None:
         """Write consecutive exposures' arrays, then mark them complete.
 
         ``unwritten`` (store indices) are the exposures whose outputs are about to be
         rewritten: they lose their ``written`` mark first, so that a run killed after this
-        update but before the files are in place rewrites them when resumed.
+        update but before the files are in place rewrites them when resumed. ``digests``
+        say what the outputs hold beyond the masks (a method's group-level results).
         """
         stop = start + len(sources)
         if len(unwritten):
@@ -260,6 +273,8 @@ class Writer:
         self.arrays["mask"][start:stop] = masks
         self.arrays["n_source"][start:stop] = n_source.astype(np.int64)
         self.arrays["n_masked"][start:stop] = n_masked.astype(np.int64)
+        if len(digests) and "result_sha256" in self.arrays:
+            self.arrays["result_sha256"][start:stop] = np.array(digests, dtype="<U64")
         # Only after the arrays: a crash in between leaves the exposures incomplete.
         self.arrays["complete"][start:stop] = True
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
-from astropy.table import Table
-from astropy.time import Time
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from astropy.table import Table
 
 
 def summary_table(ds: xr.Dataset) -> Table:
@@ -15,6 +18,10 @@ def summary_table(ds: xr.Dataset) -> Table:
     subarray column explains. A segmented exposure is one row, named by its first segment,
     with the number of its segment files.
     """
+    # Imported here: a --quiet run never needs them (astropy.table costs 0.3 s).
+    from astropy.table import Table
+    from astropy.time import Time
+
     frame = ds["xsize"].values * ds["ysize"].values
     masked = ds["n_masked"].values
     table = Table(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 
 from .errors import ConfigError
 from .inventory import DETECTOR_SHAPE
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 
 def _is_fits(path: str) -> bool:
@@ -48,6 +52,8 @@ def _column(table: Table, name: str, path: str) -> np.ndarray:
 
 
 def _from_table(path: str) -> np.ndarray:
+    from astropy.table import Table  # 0.3 s: only for a table mask, not on every run
+
     try:
         table = Table.read(path, format="ascii")
     except Exception as exc:  # astropy's readers raise many kinds on bad text

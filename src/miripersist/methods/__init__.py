@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from .base import Method
 from .notebook import Notebook
+from .pipeline import Pipeline
 from .snowblind import Snowblind
 
 #: The methods by name, as ``--method`` accepts them.
-METHODS: dict[str, Method] = {m.name: m for m in (Notebook(), Snowblind())}
+METHODS: dict[str, Method] = {m.name: m for m in (Notebook(), Pipeline(), Snowblind())}
 
 
 def get(name: str) -> Method:

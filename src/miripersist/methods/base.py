@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..scan import scan
+from ..inventory import DETECTOR_SHAPE, output_name
+from ..scan import new_carry, scan
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -31,6 +35,15 @@ class Method(ABC):
     name: str = ""
     default_flags: str = "DO_NOT_USE,PERSISTENCE"
     default_window_days: float = np.inf
+    #: Whether a rerun may take an unchanged exposure's sources from the store instead of
+    #: reading it again (a method whose results hang on every earlier exposure's timing
+    #: reads them all).
+    reuses_sources: bool = True
+    #: Whether a user mask (pixel flags for every exposure) fits the method's outputs.
+    accepts_user_mask: bool = True
+    #: Whether a source also flags later groups of its own exposure (then no window is
+    #: too short to flag anything).
+    flags_own_exposure: bool = False
 
     @abstractmethod
     def lazy_sources(
@@ -70,3 +83,89 @@ class Method(ABC):
 
     def check(self, params) -> None:  # noqa: B027 - most methods accept every parameter
         """Refuse parameters this method cannot honour (raise ConfigError)."""
+
+    def combine(self, parts: list):
+        """One exposure's lazy parts (one per file read) as the scan takes them."""
+        return functools.reduce(operator.or_, parts)
+
+    def source_image(self, frame) -> np.ndarray:
+        """The boolean sources of a computed exposure, in its own frame (for the store)."""
+        return frame
+
+    def scan_block(self, sources, frames, exposures, carry, params):
+        """Scan a block of one detector's consecutive exposures.
+
+        Parameters
+        ----------
+        sources : ndarray of bool, shape (n, ny, nx)
+            Sources in detector coordinates (stored or computed).
+        frames : list
+            Per exposure, what :meth:`combine` made of its computed parts (None when its
+            sources came from the store).
+        exposures : list of Exposure
+        carry : ndarray
+            The carried state before the block.
+        params : Parameters
+
+        Returns
+        -------
+        masks : ndarray of bool, shape (n, ny, nx)
+            Pixels each exposure gets flagged (for the store and the counts).
+        carry : ndarray
+            The state after the block.
+        digests : list of str
+            Per exposure, a digest of what its outputs hold beyond its mask ("" for none).
+        payloads : list
+            Per exposure, what :meth:`writes` needs beyond the mask.
+        """
+        start = np.array([e.start_mjd for e in exposures])
+        end = np.array([e.end_mjd for e in exposures])
+        masks, carry = self.scan(sources, start, end, carry, params.window_days)
+        return masks, carry, [""] * len(exposures), [None] * len(exposures)
+
+    def output_names(self, path: str, mode: str, keep_names: bool) -> tuple[str, ...]:
+        """Names of the files written for input file ``path``."""
+        return (output_name(path, mode, keep_names),)
+
+    def writes(
+        self,
+        exposure: Exposure,
+        outputs: Sequence[str],
+        payload,
+        applied: np.ndarray,
+        n_masked: int,
+        params,
+        write_mask: Callable,
+    ) -> list[Callable[[], str]]:
+        """The writes of one exposure's outputs, as calls without arguments.
+
+        ``write_mask(file, applied, n_masked, output, params)`` writes a pixel mask the
+        way ``--mode`` says (passed in, as ``reader`` is to :meth:`lazy_sources`).
+        """
+        return [
+            functools.partial(write_mask, f, applied, n_masked, out, params)
+            for f, out in zip(exposure.files, outputs, strict=True)
+        ]
+
+    def open_history(self, path: str, exposures, params):
+        """The state ``--history`` names, checked against this run's exposures."""
+        from ..history import open_store_history
+
+        return open_store_history(path, exposures, self.name)
+
+    def initial_carry(self, past, detector: str) -> np.ndarray:
+        """The carry before a detector's first exposure: from the history, or empty."""
+        if past is None:
+            return new_carry(DETECTOR_SHAPE)
+        from ..history import history_carry
+
+        return history_carry(past, detector, self)
+
+    def finish(  # noqa: B027 - most methods leave nothing more
+        self, output_dir: str, store: str, carries: dict, params, past
+    ) -> None:
+        """Write what a run leaves beside the per-exposure outputs (nothing by default).
+
+        ``store`` is the directory of the store being written (it takes the place of the
+        run's store once the run ends).
+        """

@@ -1,0 +1,84 @@
+"""Outputs of the group-level method: persistence-array files and copies with GROUPDQ.
+
+Like every output, each appears whole or not at all (written beside its final name,
+flushed, renamed) and inputs are only read.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import MiripersistError
+from .inventory import Exposure
+from .statefile import state_bytes
+from .windows import GroupFlags
+from .writeback import CHECKSUM_COMMENT, _copy_range, _write_all, atomic_output, provenance
+
+GROUPDQ = "GROUPDQ"
+
+
+def _unwritten(final: str, exc: OSError) -> MiripersistError:
+    return MiripersistError(
+        f"{final}: cannot write ({exc.strerror or exc}); nothing was left behind, "
+        "run the same command again to finish"
+    )
+
+
+def write_state(tree: dict, final: str) -> str:
+    """Write a persistence-array file, unless ``final`` already holds exactly these bytes."""
+    data = state_bytes(tree)
+    try:
+        with open(final, "rb") as fh:
+            if fh.read() == data:
+                return final
+    except OSError:
+        pass
+    try:
+        with atomic_output(final) as fd:
+            _write_all(fd, [data])
+    except OSError as exc:
+        raise _unwritten(final, exc) from None
+    return final
+
+
+def groupdq_hdu(cube: np.ndarray, cards: dict[str, object]) -> bytes:
+    """A uint8 ``GROUPDQ`` image extension, serialised, with provenance and checksum."""
+    hdu = fits.ImageHDU(data=cube, name=GROUPDQ)
+    provenance(hdu.header, cards)
+    hdu.add_checksum(when=CHECKSUM_COMMENT)  # a fixed comment: the same flags, the same bytes
+    buffer = io.BytesIO()
+    primary = fits.PrimaryHDU()
+    fits.HDUList([primary, hdu]).writeto(buffer)
+    return buffer.getvalue()[len(primary.header.tostring()) :]
+
+
+def write_groupdq_copy(exposure: Exposure, flags: GroupFlags, final: str, params) -> str:
+    """Byte-copy an uncal file and append the GROUPDQ that the step's flags make.
+
+    dq_init ORs its own bits into an existing GROUPDQ and the saturation step adds its
+    flags, so these survive into calwebb_detector1. PIXELDQ is not touched.
+    """
+    from . import store as store_mod
+
+    cards = params.header_cards(
+        int(np.count_nonzero(flags.any_group())), store_mod.package_versions()["miripersist"]
+    )
+    cards["MPFLAGS"] = (params.flags, "group DQ bits set in persistence windows")
+    cards["MPNMASK"] = (cards["MPNMASK"][0], "pixels with a flagged group in this file")
+    hdu = groupdq_hdu(flags.cube(params.flags), cards)
+    try:
+        src = os.open(exposure.path, os.O_RDONLY)
+        try:
+            size = os.fstat(src).st_size
+            with atomic_output(final) as dst:
+                _copy_range(src, dst, 0, size)
+                _write_all(dst, [hdu])
+        finally:
+            os.close(src)
+    except OSError as exc:
+        raise _unwritten(final, exc) from None
+    return final

@@ -1,0 +1,92 @@
+"""Persistence-array files in the format of jwst's PersistenceStep (ASDF).
+
+The step reads and writes ``{DETECTOR: {"filename", "rows", "cols", "vals",
+"pers_time"}}``: the window end (Unix seconds) of every pixel with an open window, by row
+and column of the exposure's own array, and the window length it was made with
+(``jwst/persistence/persistence_step.py``). Files written here load in the step as its
+``persistence_array_file`` and in :func:`read_state` as ``--history``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from .errors import ConfigError
+
+#: Name of the state after a run's last exposures, in the output directory.
+FINAL_STATE = "persistence_state.asdf"
+#: Suffix of an exposure's state file (the state just before it).
+STATE_SUFFIX = "_persistence_state.asdf"
+
+
+def state_entry(window_ends: np.ndarray, filename: str, pers_time: int) -> dict:
+    """One detector's entry, as the step's ``write_persistence_array`` makes it."""
+    # np.nonzero's pixels, in its order; the flat indices of a boolean image are found
+    # several times faster than np.nonzero of float values.
+    rows, cols = np.divmod(np.flatnonzero(window_ends != 0.0), window_ends.shape[1])
+    return {
+        "filename": filename,
+        "rows": rows,
+        "cols": cols,
+        "vals": window_ends[rows, cols],
+        "pers_time": int(pers_time),
+    }
+
+
+def state_bytes(tree: dict) -> bytes:
+    """The ASDF file of a tree (deterministic: the same tree gives the same bytes)."""
+    import asdf
+
+    buffer = io.BytesIO()
+    asdf.AsdfFile(tree).write_to(buffer)
+    return buffer.getvalue()
+
+
+def read_state(path: str, pers_time: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Window ends per detector from a persistence-array file, as full images of ``shape``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is not such a file, or was made with another window (the step would
+        silently start afresh; here it is a mistake to say).
+    """
+    import asdf
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with asdf.open(path, memmap=False) as af:
+            for detector, entry in af.tree.items():
+                if not (isinstance(entry, dict) and {"rows", "cols", "vals"} <= entry.keys()):
+                    continue
+                if int(entry.get("pers_time", -1)) != int(pers_time):
+                    raise ConfigError(
+                        f"{path}: {detector} state was made with a window of "
+                        f"{entry.get('pers_time')} s, this run's is {pers_time} s"
+                    )
+                rows, cols = np.asarray(entry["rows"]), np.asarray(entry["cols"])
+                if rows.size and (rows.max() >= shape[0] or cols.max() >= shape[1]):
+                    raise ConfigError(
+                        f"{path}: {detector} state is not full-frame (a pixel beyond "
+                        f"{shape[1]} x {shape[0]}); give a run's final {FINAL_STATE}"
+                    )
+                image = np.zeros(shape, dtype=np.float64)
+                image[rows, cols] = np.asarray(entry["vals"], dtype=np.float64)
+                out[str(detector)] = image
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a persistence-array ASDF file ({exc!s:.120})") from None
+    return out
+
+
+def last_filenames(path: str) -> dict[str, str]:
+    """The exposure each detector's state in a persistence-array file ends with."""
+    import asdf
+
+    with asdf.open(path, memmap=False) as af:
+        return {
+            str(d): str(e.get("filename", ""))
+            for d, e in af.tree.items()
+            if isinstance(e, dict) and "vals" in e
+        }
