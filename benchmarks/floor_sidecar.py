@@ -16,13 +16,15 @@ from scipy import ndimage
 
 
 def main(in_dir: str, out_dir: str, sat_ref: str, n_unsat: int = 3, grow: int = 1) -> None:
+    sidecars(glob.glob(os.path.join(in_dir, "*_uncal.fits")), out_dir, sat_ref, n_unsat, grow)
+
+
+def sidecars(paths: list[str], out_dir: str, sat_ref: str, n_unsat: int = 3, grow: int = 1) -> None:
+    """The job on the given files (``benchmarks/cold.py`` times it inside its process)."""
     with fits.open(sat_ref) as ref:
         thr = ref["SCI"].data.astype(np.float32)
         thr[np.isnan(thr) | ((ref["DQ"].data & 2**21) > 0)] = 65536
-    files = sorted(
-        glob.glob(os.path.join(in_dir, "*_uncal.fits")),
-        key=lambda f: fits.getval(f, "MJD-AVG", "SCI"),
-    )
+    files = sorted(paths, key=lambda f: fits.getval(f, "MJD-AVG", "SCI"))
     seen = np.zeros((1024, 1032), dtype=bool)
     os.makedirs(out_dir, exist_ok=True)
     box = np.ones((2 * grow + 1,) * 2, dtype=bool)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import resource
 import shutil
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data")
     parser.add_argument("--small", type=int, default=4)
     parser.add_argument("--window", type=int, default=2500)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each size; the fastest")
     args = parser.parse_args(argv)
     _offline()
     from astropy.io import fits
@@ -52,14 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ("sidecar", "copy"):
         params = Parameters(method="pipeline", window_days=args.window / 86400.0, mode=mode)
         run([small], os.path.join(work, f"warmup-{mode}"), [sat], params=params)  # imports, caches
-        times = []
-        for where in (small, os.path.join(args.data, "in")):
-            out = os.path.join(work, f"out-{mode}")
-            shutil.rmtree(out, ignore_errors=True)
-            t = time.perf_counter()
-            run([where], out, [sat], params=params)
-            times.append(time.perf_counter() - t)
+        best = {}
+        for _ in range(args.repeats):  # alternately: a slow minute hits both sizes
+            for where in (small, os.path.join(args.data, "in")):
+                out = os.path.join(work, f"out-{mode}")
+                shutil.rmtree(out, ignore_errors=True)
+                t = time.perf_counter()
+                run([where], out, [sat], params=params)
+                best[where] = min(best.get(where, math.inf), time.perf_counter() - t)
+        times = list(best.values())
         ours[mode] = (times[1] - times[0]) / (len(files) - args.small)
+    ours_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
     chain(os.path.join(args.data, "in"), os.path.join(work, "chain"), sat, mask, args.window)
     per_chain = (time.perf_counter() - t) / len(files)
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  --method pipeline --mode {mode}: {cost * 1e3:.0f} ms "
             f"({per_chain / cost:.0f}x the chain)"
         )
-    print(f"peak RSS of this process {peak:.0f} MiB")
+    print(f"peak RSS: after miripersist's runs {ours_peak:.0f} MiB, after the chain {peak:.0f} MiB")
     return 0
 
 

@@ -6,6 +6,7 @@ import glob
 import os
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from benchmarks.data import build
@@ -43,3 +44,41 @@ def test_every_timed_method_gives_identical_masks(tmp_path):
         total += int(nb.sum())
     assert total > 0, "the program must mask something"
     assert len(glob.glob(str(tmp_path / "out" / "cp" / "*_uncal.fits"))) == 8
+
+
+def test_drop_empties_the_page_cache_of_a_file(tmp_path):
+    from benchmarks.cold import drop, warm
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    os.sync()  # dirty pages cannot be dropped
+    warm([str(path)])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = bytearray(4096)
+        assert os.preadv(fd, [buf], 0, os.RWF_NOWAIT) == 4096  # cached: no wait
+        drop([str(path)])
+        try:
+            os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return  # not cached any more: a read would wait for the disk
+        pytest.skip("this file system keeps the pages (tmpfs?): no cold reads here")
+    finally:
+        os.close(fd)
+
+
+def test_cold_benchmark_reports_every_method_and_state(tmp_path):
+    import json
+
+    from benchmarks.cold import main
+
+    out = tmp_path / "cold.json"
+    argv = ["--exposures", "2,3", "--groups", "5", "--repeats", "1"]
+    assert main([*argv, "--workdir", str(tmp_path), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {
+        f"{m} {s}" for m in ("sidecar", "floor_sidecar", "bare_reads") for s in ("cold", "warm")
+    }
+    for name, row in rows.items():
+        assert row["peak_rss_mib"] > 0 and len(row["marginal_samples_s"]) == 1, name
+        assert ("over_bare_reads" in row) == (not name.startswith("bare_reads")), name

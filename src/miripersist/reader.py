@@ -105,27 +105,22 @@ def brightest_rows(
         raise ValueError("at least one group is needed")
     if not (layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1):
         return read_rows(path, layout, integration, groups, rows).max(axis=0)
-    _, ngroups, ny, nx = layout.shape
-    nrows = rows.stop - rows.start
-    span = nrows * nx * 2
-    frame_bytes = ny * nx * 2
-    first = layout.offset + (integration * ngroups * ny + rows.start) * nx * 2
-    buf = _thread_buffer(groups * span)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        _willneed(fd, first, span, frame_bytes, groups)
-        for g in range(groups):
-            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
-    finally:
-        os.close(fd)
-    ramp = buf.view(">i2").reshape(groups, nrows, nx)
-    if groups == 1:
+    return _brightest_stored(_raw_groups(path, layout, integration, rows, groups))
+
+
+def _brightest_stored(ramp: np.ndarray) -> np.ndarray:
+    """The brightest of stored 16-bit groups (BZERO 32768), as physical uint16 values.
+
+    Reduced in the stored order, which is the physical order, so only the one brightest
+    plane is converted.
+    """
+    if len(ramp) == 1:
         peak = ramp[0].astype(np.int16)
     else:
         # Pairwise in place: faster than np.maximum.reduce on big-endian values.
         peak = np.maximum(ramp[0], ramp[1])
-        for g in range(2, groups):
-            np.maximum(peak, ramp[g], out=peak)
+        for plane in ramp[2:]:
+            np.maximum(peak, plane, out=peak)
     # Two's complement plus 32768 is the sign bit flipped.
     peak = peak.view(np.uint16)
     np.bitwise_xor(peak, np.uint16(0x8000), out=peak)
@@ -144,7 +139,7 @@ def _thread_buffer(nbytes: int) -> np.ndarray:
         return np.empty(nbytes, dtype=np.uint8)
     buf = getattr(_buffers, "buf", None)
     if buf is None or buf.size < nbytes:
-        buf = _buffers.buf = np.empty(max(nbytes, 4 << 20), dtype=np.uint8)
+        buf = _buffers.buf = np.empty(-(-nbytes // (256 << 10)) * (256 << 10), dtype=np.uint8)
     return buf[:nbytes]
 
 
@@ -352,25 +347,30 @@ def lazy_sources(
     return da.Array(graph, name, chunks, dtype=bool)
 
 
-def _raw_groups(path: str, layout: ArrayLayout, integration: int, rows: slice) -> np.ndarray:
-    """Every group of whole rows of one integration, as stored (big-endian int16).
+def _raw_groups(
+    path: str, layout: ArrayLayout, integration: int, rows: slice, groups: int | None = None
+) -> np.ndarray:
+    """The leading groups (all by default) of whole rows of one integration, as stored.
 
-    The usual encoding only (BZERO 32768). The array lies in this thread's buffer: it is
-    valid until the thread's next read.
+    The usual encoding only (big-endian int16, BZERO 32768). Every group's rows are
+    requested from the kernel at once (``posix_fadvise(WILLNEED)``, so that a cold disk
+    gets all the reads together), then read with one ``pread`` a group into this
+    thread's buffer: the array is valid until the thread's next read.
     """
     _, ngroups, ny, nx = layout.shape
+    groups = ngroups if groups is None else groups
     span = (rows.stop - rows.start) * nx * 2
     frame_bytes = ny * nx * 2
     first = layout.offset + (integration * ngroups * ny + rows.start) * nx * 2
-    buf = _thread_buffer(ngroups * span)
+    buf = _thread_buffer(groups * span)
     fd = os.open(path, os.O_RDONLY)
     try:
-        _willneed(fd, first, span, frame_bytes, ngroups)
-        for g in range(ngroups):
+        _willneed(fd, first, span, frame_bytes, groups)
+        for g in range(groups):
             _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
     finally:
         os.close(fd)
-    return buf.view(">i2").reshape(ngroups, rows.stop - rows.start, nx)
+    return buf.view(">i2").reshape(groups, rows.stop - rows.start, nx)
 
 
 def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -> np.ndarray:
@@ -381,15 +381,7 @@ def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -
     order), the first group only for those that reach their threshold.
     """
     # ``limit`` and ``never`` are :func:`~miripersist.saturation.uint16_limits`.
-    if len(raw) == 1:
-        peak = raw[0].astype(np.int16)
-    else:  # pairwise in place: faster than np.maximum.reduce on big-endian values
-        peak = np.maximum(raw[0], raw[1])
-        for plane in raw[2:]:
-            np.maximum(peak, plane, out=peak)
-    physical = peak.view(np.uint16)
-    np.bitwise_xor(physical, np.uint16(0x8000), out=physical)
-    hit = physical >= limit
+    hit = _brightest_stored(raw) >= limit
     hit &= ~never
     ys, xs = np.nonzero(hit)
     first = np.full(limit.shape, NEVER, dtype=np.int16)
