@@ -391,3 +391,79 @@ def test_cli_runs_the_pipeline_method_and_says_what_it_needs(program, tmp_path, 
     names = sorted(os.listdir(out))
     assert "persistence_state.asdf" in names
     assert sum(n.endswith("_persistence_state.asdf") for n in names) == len(program.files)
+
+
+KILL_CHILD = """
+import json, os, signal, sys
+
+import miripersist.engine as engine
+import miripersist.outputs as outputs
+import miripersist.store as store
+import miripersist.writeback as writeback
+
+args = json.loads(sys.argv[1])
+point = args["point"]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point == "store-update":  # the first block stored, none of its files written
+    real_block = store.Writer.block
+
+    def block(self, *a, **k):
+        real_block(self, *a, **k)
+        die()
+
+    store.Writer.block = block
+elif point == "mid-file":  # the first output's bytes written, not yet synced or renamed
+    writeback.os.fsync = lambda fd: die()
+elif point == "after-files":  # three state files in place, the rest not
+    real_write, done = outputs.write_state, []
+
+    def write_state(*a, **k):
+        out = real_write(*a, **k)
+        done.append(out)
+        if len(done) == 3:
+            die()
+        return out
+
+    outputs.write_state = write_state
+engine.run(
+    args["inputs"],
+    args["out"],
+    [args["ref"]],
+    engine.Parameters(method="pipeline", window_days=100 / 86400.0, mode=args["mode"], batch=2),
+)
+"""
+
+
+@pytest.mark.parametrize("mode", ["copy", "sidecar"])
+@pytest.mark.parametrize("point", ["store-update", "mid-file", "after-files"])
+def test_a_killed_run_is_finished_by_the_same_command(program, tmp_path, mode, point):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import sha256
+
+    params = Parameters(method="pipeline", window_days=100 / 86400.0, mode=mode, batch=2)
+    fresh = tmp_path / "fresh"
+    run([program.directory], str(fresh), [program.saturation_ref], params=params)
+    out = tmp_path / "killed"
+    args = {"point": point, "inputs": [program.directory], "out": str(out)}
+    args |= {"ref": program.saturation_ref, "mode": mode}
+    child = subprocess.run([sys.executable, "-c", KILL_CHILD, json.dumps(args)], check=False)
+    assert child.returncode == -9
+    ds = run([program.directory], str(out), [program.saturation_ref], params=params)
+
+    def files(d):
+        return {p.name: sha256(p) for p in sorted(d.iterdir()) if p.is_file()}
+
+    assert files(out) == files(fresh)  # byte for byte, and no temporary left behind
+    expected = run([program.directory], str(fresh), [program.saturation_ref], params=params)
+    np.testing.assert_array_equal(ds["mask"].values, expected["mask"].values)
+    np.testing.assert_array_equal(ds["result_sha256"].values, expected["result_sha256"].values)
+    again = run([program.directory], str(out), [program.saturation_ref], params=params)
+    assert again.attrs["last_run"]["written"] == 0
