@@ -79,3 +79,14 @@ def test_history_files_are_checked(tmp_path):
     junk.write_text("not asdf")
     with pytest.raises(ConfigError, match="not a persistence-array ASDF file"):
         read_state(str(junk), 300, (1024, 1032))
+
+
+def test_a_subarray_state_lands_on_its_detector_pixels(tmp_path):
+    """This tool's state files say where their array lies; as --history they are placed."""
+    sub = np.zeros((64, 72))
+    sub[10, 11] = 1.7e9
+    path = tmp_path / "sub_state.asdf"
+    path.write_bytes(state_bytes({"MIRIMAGE": state_entry(sub, "s_uncal.fits", 60, (1, 779))}))
+    image = read_state(str(path), 60, (1024, 1032))["MIRIMAGE"]
+    assert image[778 + 10, 11] == 1.7e9
+    assert np.count_nonzero(image) == 1

@@ -130,3 +130,17 @@ def test_tile_reader_equals_the_pure_first_crossing(tmp_path, n_grow):
         want = grow_first(first_crossing(list(planes), thr), n_grow)
         np.testing.assert_array_equal(got[i], want)
     assert (got != NEVER).any() and (got == NEVER).any()
+
+
+def test_negative_ends_and_missing_times_as_the_step_treats_them():
+    """Ends before the first group close at once; a NaN time closes nothing, others do."""
+    times = group_times(60300.0, 30.0, 2.775, np.array([np.nan, 60300.0]), 2, 4)
+    assert np.isnan(times[0]).all() and not np.isnan(times[1]).any()
+    before = np.array([[-3.0, 0.0, times[1, 0] + 5.0, times[1, -1] + 500.0]])
+    first = np.full((2, 1, 4), NEVER, dtype=np.int16)
+    after, _ = flag_groups(before, first, times, 20)
+    want, _ = _step(before, first, times, 20)
+    np.testing.assert_array_equal(after, want)
+    ends = before.copy()
+    expire(ends, times, 20)
+    np.testing.assert_array_equal(ends, want)

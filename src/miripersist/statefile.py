@@ -22,8 +22,15 @@ FINAL_STATE = "persistence_state.asdf"
 STATE_SUFFIX = "_persistence_state.asdf"
 
 
-def state_entry(window_ends: np.ndarray, filename: str, pers_time: int) -> dict:
-    """One detector's entry, as the step's ``write_persistence_array`` makes it."""
+def state_entry(
+    window_ends: np.ndarray, filename: str, pers_time: int, frame: tuple[int, int] = (1, 1)
+) -> dict:
+    """One detector's entry, as the step's ``write_persistence_array`` makes it.
+
+    ``frame`` is the 1-indexed detector column and row of the array's first pixel
+    (SUBSTRT1, SUBSTRT2), recorded as ``xstart`` and ``ystart`` beside the step's keys
+    (which the step ignores), so that a subarray's state can serve as ``--history``.
+    """
     # np.nonzero's pixels, in its order; the flat indices of a boolean image are found
     # several times faster than np.nonzero of float values.
     rows, cols = np.divmod(np.flatnonzero(window_ends != 0.0), window_ends.shape[1])
@@ -33,6 +40,8 @@ def state_entry(window_ends: np.ndarray, filename: str, pers_time: int) -> dict:
         "cols": cols,
         "vals": window_ends[rows, cols],
         "pers_time": int(pers_time),
+        "xstart": int(frame[0]),
+        "ystart": int(frame[1]),
     }
 
 
@@ -76,6 +85,9 @@ def state_bytes(tree: dict) -> bytes:
             ]
             blocks.append(data)
         lines.append(f"  pers_time: {int(entry['pers_time'])}")
+        for key in ("xstart", "ystart"):
+            if key in entry:
+                lines.append(f"  {key}: {int(entry[key])}")
     out = ["\n".join(lines).encode() + b"\n...\n"]
     for data in blocks:
         raw = data.tobytes()
@@ -128,7 +140,10 @@ def read_state(path: str, pers_time: int, shape: tuple[int, int]) -> dict[str, n
                         f"{path}: {detector} state was made with a window of "
                         f"{entry.get('pers_time')} s, this run's is {pers_time} s"
                     )
-                rows, cols = np.asarray(entry["rows"]), np.asarray(entry["cols"])
+                # A subarray's state (this tool's files say where it lies; the step's
+                # own files do not, and are taken as full frame) in detector coordinates.
+                rows = np.asarray(entry["rows"]) + int(entry.get("ystart", 1)) - 1
+                cols = np.asarray(entry["cols"]) + int(entry.get("xstart", 1)) - 1
                 if rows.size and (rows.max() >= shape[0] or cols.max() >= shape[1]):
                     raise ConfigError(
                         f"{path}: {detector} state is not full-frame (a pixel beyond "

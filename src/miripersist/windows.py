@@ -84,7 +84,9 @@ def flag_groups(
     nints, ngroups = times.shape
     ny, nx = before.shape
     saturates = (first != NEVER).any(axis=0)
-    pixels = np.flatnonzero((before > 0.0) | saturates)
+    # Every end the step would touch: a negative one (times before 1970, from a bad
+    # INT_TIMES row or history) is closed by the first group, as the step closes it.
+    pixels = np.flatnonzero((before != 0.0) | saturates)
     p = before.ravel()[pixels].copy()
     firsts = first.reshape(nints, -1)[:, pixels]
     flagged = np.empty((nints, ngroups, pixels.size), dtype=bool)
@@ -110,7 +112,8 @@ def expire(window_ends: np.ndarray, times: np.ndarray, pers_time: int) -> None:
     survives every group exactly when it is no earlier than the last group's time and no
     later than the first group's time plus the window.
     """
-    if times.size == 0:
-        return
-    closed = (window_ends < times.max()) | (window_ends > times.min() + pers_time)
+    if times.size == 0 or np.isnan(times).all():
+        return  # no group time compares: the step closes nothing either
+    # A NaN time closes nothing in the step; the groups with times do.
+    closed = (window_ends < np.nanmax(times)) | (window_ends > np.nanmin(times) + pers_time)
     window_ends[closed] = 0.0

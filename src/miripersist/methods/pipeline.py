@@ -124,7 +124,7 @@ class Pipeline(Method):
             h, payload = hashlib.sha256(), []
             for f, (first, times) in zip(exposure.files, frame, strict=True):
                 before = carry.ends[rows, cols].copy()
-                entry = state_entry(before, carry.filename, seconds)
+                entry = state_entry(before, carry.filename, seconds, (f.xstart, f.ystart))
                 after, flags = flag_groups(before, first, times, seconds)
                 # Pixels beyond a subarray see the file's groups pass, as in a full frame.
                 expire(carry.ends, times, seconds)
