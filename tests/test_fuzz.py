@@ -247,7 +247,7 @@ def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(tmp_path, bit
     from concurrent.futures import ThreadPoolExecutor
 
     from miripersist.inventory import ArrayLayout
-    from miripersist.reader import brightest_rows, prefetch
+    from miripersist.reader import brightest_rows
 
     rng = np.random.default_rng(bitpix + 100)
     shape = (2, 6, 37, 29)
@@ -279,7 +279,6 @@ def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(tmp_path, bit
 
     def one(case):
         integration, groups, rows = case
-        prefetch(path, layout, integration, groups, rows)
         return brightest_rows(path, layout, integration, groups, rows)
 
     with ThreadPoolExecutor(3) as pool:

@@ -34,6 +34,31 @@ from .saturation import (
 )
 
 
+def _stored_rows(
+    path: str, layout: ArrayLayout, integration: int, rows: slice, groups: int, buffer
+) -> np.ndarray:
+    """The leading groups of whole rows of one integration, as stored (``layout.dtype``).
+
+    Every group's rows are requested from the kernel at once (``posix_fadvise(WILLNEED)``:
+    on a cold cache the reads go to the disk together instead of one group after another),
+    then read with one ``pread`` a group into ``buffer(nbytes)``'s bytes.
+    """
+    _, ngroups, ny, nx = layout.shape
+    nrows = rows.stop - rows.start
+    span = nrows * nx * layout.dtype.itemsize
+    frame_bytes = ny * nx * layout.dtype.itemsize
+    first = layout.offset + (integration * ngroups * ny + rows.start) * nx * layout.dtype.itemsize
+    buf = buffer(groups * span)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _willneed(fd, first, span, frame_bytes, groups)
+        for g in range(groups):
+            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
+    finally:
+        os.close(fd)
+    return buf.view(layout.dtype).reshape(groups, nrows, nx)
+
+
 def read_rows(
     path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice
 ) -> np.ndarray:
@@ -57,26 +82,7 @@ def read_rows(
     ndarray, shape (groups, nrows, nx)
         uint16 for the usual BZERO=32768 int16 data, uint8 for 8-bit data, else float64.
     """
-    _, ngroups, ny, nx = layout.shape
-    dtype = layout.dtype
-    nrows = rows.stop - rows.start
-    row_bytes = nx * dtype.itemsize
-    buf = np.empty((groups, nrows * row_bytes), dtype=np.uint8)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        # Every group's rows requested at once: on a cold cache the reads go to the disk
-        # together instead of one group after another.
-        first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
-        _willneed(fd, first, nrows * row_bytes, ny * row_bytes, groups)
-        for g in range(groups):
-            first_row = (integration * ngroups + g) * ny + rows.start
-            want = nrows * row_bytes
-            got = os.preadv(fd, [memoryview(buf[g])], layout.offset + first_row * row_bytes)
-            if got != want:
-                raise InputError(f"{path}: file is truncated (array data ends early)")
-    finally:
-        os.close(fd)
-    raw = buf.view(dtype).reshape(groups, nrows, nx)
+    raw = _stored_rows(path, layout, integration, rows, groups, lambda n: np.empty(n, np.uint8))
     if layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1:
         # Two's complement plus 32768 is the sign bit flipped: no arithmetic needed.
         return raw.view(">u2") ^ np.uint16(0x8000)
@@ -167,43 +173,6 @@ def _pread_exactly(fd: int, path: str, out: np.ndarray, offset: int) -> None:
         if got == 0:
             raise InputError(f"{path}: file is truncated (array data ends early)")
         done += got
-
-
-def prefetch(
-    path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice | None = None
-) -> None:
-    """Ask the kernel to start reading what :func:`brightest_rows` will read, and return.
-
-    Call it for the files of the next block while this block is computed: their reads are
-    then in flight, across files, when the tiles ask for them (``posix_fadvise(WILLNEED)``;
-    nothing is read into this process, and a file that is gone or short is left to the
-    read itself to report).
-
-    Parameters
-    ----------
-    path : str
-        FITS file.
-    layout : ArrayLayout
-        Where the 4-D array lies in the file.
-    integration : int
-        Integration index.
-    groups : int
-        Number of leading groups.
-    rows : slice, optional
-        Rows (y); all rows by default.
-    """
-    _, ngroups, ny, nx = layout.shape
-    rows = rows if rows is not None else slice(0, ny)
-    row_bytes = nx * layout.dtype.itemsize
-    first = layout.offset + (integration * ngroups * ny + rows.start) * row_bytes
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        _willneed(fd, first, (rows.stop - rows.start) * row_bytes, ny * row_bytes, groups)
-    finally:
-        os.close(fd)
 
 
 def _tile_from_ramp(
@@ -357,20 +326,8 @@ def _raw_groups(
     gets all the reads together), then read with one ``pread`` a group into this
     thread's buffer: the array is valid until the thread's next read.
     """
-    _, ngroups, ny, nx = layout.shape
-    groups = ngroups if groups is None else groups
-    span = (rows.stop - rows.start) * nx * 2
-    frame_bytes = ny * nx * 2
-    first = layout.offset + (integration * ngroups * ny + rows.start) * nx * 2
-    buf = _thread_buffer(groups * span)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        _willneed(fd, first, span, frame_bytes, groups)
-        for g in range(groups):
-            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
-    finally:
-        os.close(fd)
-    return buf.view(">i2").reshape(groups, rows.stop - rows.start, nx)
+    groups = layout.shape[1] if groups is None else groups
+    return _stored_rows(path, layout, integration, rows, groups, _thread_buffer)
 
 
 def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -> np.ndarray:
