@@ -43,20 +43,23 @@ def offline_env(workdir: str) -> dict:
     return env
 
 
-def commands(program, out: str) -> dict[str, list[str]]:
-    """The command line of every method, writing under ``out``."""
-    py = sys.executable
-    mp = [
-        py,
+def miripersist_run(directory: str, saturation_ref: str) -> list[str]:
+    """``miripersist run DIRECTORY --saturation-ref REF`` in this interpreter."""
+    return [
+        sys.executable,
         "-m",
         "miripersist",
         "run",
-        program.directory,
+        directory,
         "--saturation-ref",
-        program.saturation_ref,
-        "--quiet",
-        "--overwrite",
+        saturation_ref,
     ]
+
+
+def commands(program, out: str) -> dict[str, list[str]]:
+    """The command line of every method, writing under ``out``."""
+    py = sys.executable
+    mp = [*miripersist_run(program.directory, program.saturation_ref), "--quiet", "--overwrite"]
     return {
         "notebook": [
             py,

@@ -22,6 +22,7 @@ import tempfile
 
 from .data import build
 from .measure import measure
+from .run import miripersist_run
 
 
 def _du(path: str) -> int:
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         for f in files[:n]:
             os.symlink(f, os.path.join(subset, os.path.basename(f)))
         out = os.path.join(subset, "out")
-        cmd = [sys.executable, "-m", "miripersist", "run", subset, "--output-dir", out]
-        cmd += ["--saturation-ref", program.saturation_ref, "--mode", "sidecar", "--quiet"]
+        cmd = [*miripersist_run(subset, program.saturation_ref), "--output-dir", out]
+        cmd += ["--mode", "sidecar", "--quiet"]
         cmd += ["--compress"] if args.compress else []
         m = measure(cmd)
         m.update(n=n, on_disk_bytes=_du(out))

@@ -32,6 +32,7 @@ import tempfile
 
 from .data import build
 from .measure import measure
+from .run import miripersist_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = ("python", "numpy_fits", "help", "import_engine", "run_one", "run_one_quiet")
@@ -40,15 +41,7 @@ ROWS = ("python", "numpy_fits", "help", "import_engine", "run_one", "run_one_qui
 def commands(program, out: str) -> dict[str, list[str]]:
     """The command line of every row; runs write under ``out``."""
     py = sys.executable
-    run = [
-        py,
-        "-m",
-        "miripersist",
-        "run",
-        program.directory,
-        "--saturation-ref",
-        program.saturation_ref,
-    ]
+    run = miripersist_run(program.directory, program.saturation_ref)
     return {
         "python": [py, "-c", "pass"],
         "numpy_fits": [py, "-c", "import numpy, astropy.io.fits"],
