@@ -239,9 +239,9 @@ def engine_calls(monkeypatch):
 
     def recording(*args, **kwargs):
         calls.append(kwargs)
-        return xr.Dataset()
+        return ""
 
-    monkeypatch.setattr(engine, "run", recording)
+    monkeypatch.setattr(engine, "run_to_store", recording)
     return calls
 
 

@@ -136,9 +136,9 @@ def test_the_command_line_gives_the_engine_absolute_paths(client_cwd, monkeypatc
 
     def fake_run(inputs, output_dir, **keys):
         seen.update(keys, inputs=inputs, output_dir=output_dir)
-        return types.SimpleNamespace(attrs={})
+        return ""
 
-    monkeypatch.setattr(engine, "run", fake_run)
+    monkeypatch.setattr(engine, "run_to_store", fake_run)
     code = main(
         [
             "run",

@@ -13,7 +13,17 @@ import pytest
 from miripersist import flags, simulate
 
 # Imports a one-exposure run does without: each costs from 0.1 to 0.9 s.
-HEAVY = ("stdatamodels", "jwst", "crds", "distributed", "scipy", "matplotlib", "astropy.table")
+HEAVY = (
+    "stdatamodels",
+    "jwst",
+    "crds",
+    "distributed",
+    "scipy",
+    "matplotlib",
+    "astropy.table",
+    "xarray",
+    "pandas",
+)
 
 CHILD = """
 import json, sys
@@ -102,6 +112,36 @@ def test_one_exposure_run_imports_only_what_it_needs(tmp_path):
     assert code == 0
     assert heavy == [], "a run needs none of " + ", ".join(HEAVY)
     assert len(list((tmp_path / "out").glob("*_masked_persistence_uncal.fits"))) == 1
+
+
+def test_summary_and_rerun_import_no_xarray(tmp_path):
+    program = simulate.make_program(
+        str(tmp_path / "in"), n_exposures=2, ngroups=3, subarrays=("SUB64",)
+    )
+    args = ["run", program.directory, "--saturation-ref", program.saturation_ref]
+    out = ["--output-dir", str(tmp_path / "out")]
+    assert _child(*args, *out)[:2] == (0, ["astropy.table"])  # the summary's table
+    assert _child(*args, *out, "--quiet")[:2] == (0, [])  # a resume reads the store too
+
+
+DATAARRAY = """
+import sys
+from miripersist.cli import _dask_array_lean
+_dask_array_lean()
+import dask.array as da
+assert "xarray" not in sys.modules and "pandas" not in sys.modules
+import xarray as xr
+x = da.ones((4, 4), chunks=2)
+assert da.from_array(xr.DataArray(x)) is x, "dask.array knows xarray once it is imported"
+print("ok")
+"""
+
+
+def test_dask_array_recognises_xarray_once_imported():
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", DATAARRAY], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_startup_benchmark_times_every_row(tmp_path, capsys):

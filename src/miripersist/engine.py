@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import dask
 import numpy as np
-import xarray as xr
 
 from . import lock as run_lock
 from . import resume
@@ -44,6 +44,9 @@ from .saturation import grow
 from .thresholds import assign_references
 from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +116,13 @@ def _user_mask_digest(mask: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
 
 
-def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
+def _previous_run(store_path: str, record: dict) -> store_mod.Stored | None:
     """The store of an earlier run with the same parameters, or None; refuse a different one."""
     if not os.path.exists(store_path):
         return None
     try:
-        previous = store_mod.open_store(store_path)
-    except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
+        previous = store_mod.Stored(store_path)
+    except Exception as exc:  # zarr raises many kinds on a damaged store
         raise ConfigError(
             f"{store_path}: store cannot be read ({exc!s:.120}); replace it with --overwrite "
             "(overwrite=True in Python)"
@@ -150,11 +153,6 @@ def _previous_run(store_path: str, record: dict) -> xr.Dataset | None:
     return previous
 
 
-def _stored(ds: xr.Dataset, name: str, indices: Sequence[int]) -> np.ndarray:
-    """Images of a store variable for these exposures, reading each chunk once."""
-    return ds[name].isel(exposure=list(indices)).values
-
-
 def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume.Identity:
     return resume.Identity(
         name=e.name,
@@ -166,17 +164,17 @@ def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume
     )
 
 
-def _store_rows(ds: xr.Dataset) -> list[dict]:
+def _store_rows(ds: store_mod.Stored) -> list[dict]:
     """The store's per-exposure coordinates and state as plain rows."""
     names = [
         name
         for name in (*store_mod.EXPOSURE_COORDS, "saturation_ref", "saturation_ref_sha256")
-        if name in ds.variables
+        if name in ds
     ]
-    extra = [name for name in ("complete", "written", "result_sha256") if name in ds.variables]
-    columns = {name: ds[name].values for name in (*names, *extra)}
+    extra = [name for name in ("complete", "written", "result_sha256") if name in ds]
+    columns = {name: ds[name] for name in (*names, *extra)}
     rows = []
-    for j in range(ds.sizes["exposure"]):
+    for j in range(len(ds)):
         row = {name: columns[name][j] for name in columns}
         for key, value in row.items():
             row[key] = value.item() if isinstance(value, np.generic) else value
@@ -350,6 +348,41 @@ def run(
         The store, opened lazily. ``attrs["last_run"]`` counts the exposures computed,
         reused and written by this call.
     """
+    return store_mod.open_store(
+        run_to_store(
+            inputs,
+            output_dir,
+            saturation_refs,
+            params,
+            store,
+            user_mask,
+            overwrite,
+            progress,
+            history,
+            skip_bad,
+            verify_checksums,
+        )
+    )
+
+
+def run_to_store(
+    inputs: Sequence[str],
+    output_dir: str,
+    saturation_refs: Sequence[str] = (),
+    params: Parameters | None = None,
+    store: str | None = None,
+    user_mask: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    history: str | None = None,
+    skip_bad: bool = False,
+    verify_checksums: bool = False,
+) -> str:
+    """As :func:`run`, returning the store's path instead of opening it.
+
+    The command line reads the store through zarr (:class:`miripersist.store.Stored`),
+    without importing xarray.
+    """
     params = params or Parameters()
     # Absolute before anything is planned or sent to workers, whose working directory may
     # be another (glob patterns stay patterns: abspath keeps their wildcards).
@@ -404,7 +437,7 @@ class _Scan:
     writable: list[bool]
     outputs: list[tuple[str, ...]]
     rows: list[dict]
-    previous: xr.Dataset | None
+    previous: store_mod.Stored | None
     past: object
     target: str
     rule: Method
@@ -489,7 +522,9 @@ def _prepare(
     past = rule.open_history(history, exposures, params) if history else None
     _warn_if_window_masks_nothing(exposures, params)
     outputs = _output_paths(exposures, output_dir, params)
-    claimed = json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous else []
+    claimed = (
+        json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous is not None else []
+    )
     if not overwrite:
         resume.refuse_foreign(
             [os.path.basename(o) for paths in outputs for o in paths],
@@ -618,7 +653,7 @@ def _scan_and_write(
             reused = [k for k, i in enumerate(block) if i not in frames]
             if reused:
                 # One read of the stored chunks for the whole block, not one per exposure.
-                sources[reused] = _stored(previous, "source", [old_index[block[k]] for k in reused])
+                sources[reused] = previous.images("source", [old_index[block[k]] for k in reused])
             for k, i in enumerate(block):
                 if i in frames:
                     sources[(k, *exposures[i].window)] = rule.source_image(frames[i])
@@ -643,7 +678,7 @@ def _scan_and_write(
             known_here = [k for k, i in enumerate(block) if old_index[i] is not None]
             kept = [False] * len(block)
             if known_here:
-                old_masks = _stored(previous, "mask", [old_index[block[k]] for k in known_here])
+                old_masks = previous.images("mask", [old_index[block[k]] for k in known_here])
                 for k, old in zip(known_here, old_masks, strict=True):
                     old_digest = rows[old_index[block[k]]].get("result_sha256") or ""
                     kept[k] = bool(np.array_equal(old, masks[k])) and old_digest == digests[k]
@@ -717,7 +752,7 @@ def _finish(
     store_path: str,
     skipped: list,
     history: str | None,
-) -> xr.Dataset:
+) -> str:
     """Record the run in its store, put a new store in place, and name stale outputs."""
     exposures, outputs, target = scan.exposures, scan.outputs, scan.target
     store_mod.update_attrs(
@@ -738,9 +773,7 @@ def _finish(
             f"({exposures[stale[0]].path}) is gone or changed since the store recorded it; "
             "give those inputs again, or start afresh with --overwrite"
         )
-    ds = store_mod.open_store(store_path)
-    ds.attrs["last_run"] = counts
-    return ds
+    return store_path
 
 
 def _after(write: Callable[[], str], _done: object) -> str:

@@ -10,8 +10,10 @@ if TYPE_CHECKING:
     import xarray as xr
     from astropy.table import Table
 
+    from .store import Stored
 
-def summary_table(ds: xr.Dataset) -> Table:
+
+def summary_table(ds: xr.Dataset | Stored) -> Table:
     """Per exposure: file, detector, filter, subarray, mid time, new sources, masked pixels.
 
     The percentage is of the exposure's own frame (the whole detector for FULL), which the
@@ -22,23 +24,23 @@ def summary_table(ds: xr.Dataset) -> Table:
     from astropy.table import Table
     from astropy.time import Time
 
-    frame = ds["xsize"].values * ds["ysize"].values
-    masked = ds["n_masked"].values
+    frame = np.asarray(ds["xsize"]) * np.asarray(ds["ysize"])
+    masked = np.asarray(ds["n_masked"])
     table = Table(
         {
-            "file": ds["file"].values.astype(str),
-            "detector": ds["detector"].values.astype(str),
-            "filter": ds["filter"].values.astype(str),
-            "subarray": ds["subarray"].values.astype(str),
-            "mid_time": Time(ds["mid_mjd"].values, format="mjd").isot,
-            "new_sources": ds["n_source"].values,
+            "file": np.asarray(ds["file"]).astype(str),
+            "detector": np.asarray(ds["detector"]).astype(str),
+            "filter": np.asarray(ds["filter"]).astype(str),
+            "subarray": np.asarray(ds["subarray"]).astype(str),
+            "mid_time": Time(np.asarray(ds["mid_mjd"]), format="mjd").isot,
+            "new_sources": np.asarray(ds["n_source"]),
             "masked": masked,
             "masked_pct": np.round(100.0 * masked / frame, 3),
         }
     )
     table["mid_time"] = [t[:19] for t in table["mid_time"]]
-    if "segment_files" in ds.variables:
-        files = ds["segment_files"].values.astype(str)
+    if "segment_files" in ds:
+        files = np.asarray(ds["segment_files"]).astype(str)
         if any(files):
             table.add_column([len(f.split(",")) if f else 1 for f in files], 1, name="segments")
     return table
@@ -69,7 +71,7 @@ def last_run_line(counts: dict) -> str:
     return text
 
 
-def format_summary(ds: xr.Dataset) -> str:
+def format_summary(ds: xr.Dataset | Stored) -> str:
     """The summary table as fixed-width text, then the inputs that were left out, if any."""
     lines = [_rule_line(ds.attrs.get("parameters", {})), ""]
     lines += summary_table(ds).pformat(max_lines=-1, max_width=-1)
