@@ -24,13 +24,13 @@ def graph_tasks(program, n_unsat: int = 3) -> list[tuple[int, int]]:
 
     from miripersist.inventory import inventory
     from miripersist.reader import lazy_sources
-    from miripersist.thresholds import load_reference
+    from miripersist.thresholds import Window, load_reference
 
     exposures, _ = inventory(program.files)
     ref = load_reference(program.saturation_ref)
     out = []
     for n in (10, 100, len(exposures)):
-        window = dask.delayed(ref.window_for(exposures[0]), pure=True)
+        window = dask.delayed(Window(ref.window_for(exposures[0])), pure=True)
         arrays = [lazy_sources(e, window, n_unsat, 1) for e in exposures[:n]]
         tasks = len(dask.base.collections_to_expr(arrays).__dask_graph__())
         out.append((n, tasks))

@@ -159,10 +159,10 @@ def test_graph_grows_linearly_with_exposures(prog):
 
     from miripersist.inventory import read_exposure
     from miripersist.reader import lazy_sources
-    from miripersist.thresholds import load_reference
+    from miripersist.thresholds import Window, load_reference
 
     e = read_exposure(prog.files[0])
-    window = dask.delayed(load_reference(prog.saturation_ref).window_for(e), pure=True)
+    window = dask.delayed(Window(load_reference(prog.saturation_ref).window_for(e)), pure=True)
 
     def tasks(n):
         arrays = [

@@ -41,7 +41,7 @@ from .methods import Method
 from .parameters import Parameters, window_words
 from .reader import lazy_sources
 from .saturation import grow
-from .thresholds import assign_references
+from .thresholds import Window, assign_references
 from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
 
@@ -594,7 +594,7 @@ def _scan_and_write(
             return None
         key = (ref.path, exp.xstart, exp.ystart, exp.xsize, exp.ysize)
         if key not in windows:
-            windows[key] = dask.delayed(ref.window_for(exp), pure=True)
+            windows[key] = dask.delayed(Window(ref.window_for(exp)), pure=True)
         return windows[key]
 
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}

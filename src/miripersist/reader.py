@@ -27,11 +27,11 @@ from .saturation import (
     NEVER,
     first_crossing,
     groups_needed,
+    grow,
     grow_first,
     sources_from_groupdq,
-    sources_from_ramp,
-    uint16_limits,
 )
+from .thresholds import Window
 
 
 def _stored_rows(
@@ -175,24 +175,37 @@ def _pread_exactly(fd: int, path: str, out: np.ndarray, offset: int) -> None:
         done += got
 
 
+def _window(thresholds: np.ndarray | Window) -> Window:
+    # A caller's own threshold array (not the engine's shared window): ceilings made here.
+    return thresholds if isinstance(thresholds, Window) else Window(thresholds)
+
+
 def _tile_from_ramp(
     path: str,
     layout: ArrayLayout,
-    thresholds: np.ndarray,
+    thresholds: np.ndarray | Window,
     groups: int,
     grow_by: int,
     ys: slice,
     xs: slice,
     integrations: Sequence[int] = (0,),
 ) -> np.ndarray:
-    ny, nx = thresholds.shape
+    window = _window(thresholds)
+    ny, nx = window.values.shape
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
     src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
     for i in integrations:
         # A pixel saturates within the groups exactly when their brightest value does.
-        peak = brightest_rows(path, layout, i, groups, hy)[np.newaxis, :, hx]
-        src |= sources_from_ramp(peak, thresholds[hy, hx], grow_by)
+        peak = brightest_rows(path, layout, i, groups, hy)[:, hx]
+        if peak.dtype == np.uint16:
+            # Integers against the thresholds' ceilings: one SIMD pass, no float conversion.
+            ceiling, never = window.limits
+            hit = peak >= ceiling[hy, hx]
+            hit &= ~never[hy, hx]
+        else:
+            hit = peak >= window.values[hy, hx]
+        src |= grow(hit, grow_by)
     return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
 
 
@@ -217,7 +230,7 @@ def _edges(size: int, step: int) -> list[slice]:
 
 def lazy_sources(
     exposure: Exposure,
-    thresholds: np.ndarray | Delayed | None,
+    thresholds: np.ndarray | Window | Delayed | None,
     n_unsat_threshold: int,
     n_pix_grow_sat: int,
     tile: Sequence[int] = (256, 1032),
@@ -230,9 +243,10 @@ def lazy_sources(
     ----------
     exposure : Exposure
         The exposure (its headers and byte layout).
-    thresholds : ndarray, dask Delayed or None
-        Thresholds cut to the exposure's frame (a ``dask.delayed`` lets many exposures
-        share one copy in the graph); ``None`` when the exposure carries GROUPDQ.
+    thresholds : ndarray, Window, dask Delayed of either, or None
+        Thresholds cut to the exposure's frame (a ``dask.delayed``
+        :class:`~miripersist.thresholds.Window` lets many exposures share one copy in the
+        graph, and its 16-bit ceilings); ``None`` when the exposure carries GROUPDQ.
     n_unsat_threshold : int
         A pixel is a source with at most this many unsaturated groups.
     n_pix_grow_sat : int
@@ -253,8 +267,8 @@ def lazy_sources(
     ny, nx = exposure.ysize, exposure.xsize
     if exposure.groupdq is None and thresholds is None:
         raise ValueError(f"{exposure.path}: thresholds are needed for an exposure without GROUPDQ")
-    if isinstance(thresholds, np.ndarray):
-        thresholds = dask.delayed(thresholds, pure=True)
+    if isinstance(thresholds, np.ndarray | Window):
+        thresholds = dask.delayed(_window(thresholds), pure=True)
     groups = groups_needed(exposure.ngroups, n_unsat_threshold)
     # Naming the tasks from what decides them is much cheaper than hashing every argument,
     # and raw tasks avoid dask.delayed's walk through the dataclass arguments.
@@ -352,13 +366,13 @@ def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -
 def _first_saturated_tile(
     path: str,
     layout: ArrayLayout,
-    thresholds: np.ndarray,
-    limits: tuple[np.ndarray, np.ndarray],
+    thresholds: np.ndarray | Window,
     grow_by: int,
     ys: slice,
     xs: slice,
 ) -> np.ndarray:
-    ny, nx = thresholds.shape
+    window = _window(thresholds)
+    ny, nx = window.values.shape
     nints, ngroups = layout.shape[:2]
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
@@ -367,10 +381,11 @@ def _first_saturated_tile(
     for i in range(nints):
         if standard:
             raw = _raw_groups(path, layout, i, hy)[:, :, hx]
-            first = _first_crossing_raw(raw, limits[0][hy, hx], limits[1][hy, hx])
+            ceiling, never = window.limits
+            first = _first_crossing_raw(raw, ceiling[hy, hx], never[hy, hx])
         else:
             planes = read_rows(path, layout, i, ngroups, hy)[:, :, hx]
-            first = first_crossing(planes, thresholds[hy, hx])
+            first = first_crossing(planes, window.values[hy, hx])
         first = grow_first(first, grow_by)
         out[i] = first[
             ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start
@@ -380,7 +395,7 @@ def _first_saturated_tile(
 
 def lazy_first_saturated(
     exposure: Exposure,
-    thresholds: np.ndarray | Delayed,
+    thresholds: np.ndarray | Window | Delayed,
     n_pix_grow_sat: int,
     tile: Sequence[int] = (256, 1032),
 ) -> da.Array:
@@ -399,10 +414,8 @@ def lazy_first_saturated(
             f"{exposure.path}: carries GROUPDQ; --method pipeline computes saturation from "
             "the ramp of uncal files"
         )
-    if isinstance(thresholds, np.ndarray):
-        thresholds = dask.delayed(thresholds, pure=True)
-    # Made once per threshold image in a computation (the key follows the thresholds').
-    limits = dask.delayed(uint16_limits, pure=True)(thresholds)
+    if isinstance(thresholds, np.ndarray | Window):
+        thresholds = dask.delayed(_window(thresholds), pure=True)
     ny, nx = exposure.ysize, exposure.xsize
     name = (
         "first-saturated-"
@@ -425,7 +438,6 @@ def lazy_first_saturated(
             exposure.path,
             exposure.sci,
             thresholds.key,
-            limits.key,
             n_pix_grow_sat,
             ys,
             xs,
@@ -433,7 +445,7 @@ def lazy_first_saturated(
         for r, ys in enumerate(row_edges)
         for c, xs in enumerate(col_edges)
     }
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[thresholds, limits])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[thresholds])
     chunks = (
         (exposure.sci.shape[0],),
         tuple(e.stop - e.start for e in row_edges),

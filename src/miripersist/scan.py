@@ -87,12 +87,33 @@ def exclusive_scan(
     """
     masks = np.empty(sources.shape, dtype=bool)
     last_end = carry.copy()
-    seen = last_end > NEVER_SATURATED
-    for i in range(sources.shape[0]):
-        if np.isinf(window_days):
-            masks[i] = seen
-            seen |= sources[i]  # only "ever a source" matters without a window
-        else:
+    if not np.isinf(window_days):
+        for i in range(sources.shape[0]):
             masks[i] = (last_end > NEVER_SATURATED) & (last_end >= start_mjd[i] - window_days)
-        last_end[sources[i]] = end_mjd[i]
+            last_end[sources[i]] = end_mjd[i]
+        return masks, last_end
+    # Without a window only "ever a source" matters: each mask is what was seen before the
+    # block OR'ed with the block's earlier sources (one cumulative OR over the block), and
+    # the carry is updated once, at the few pixels the block's sources touch.
+    if len(sources):
+        np.greater(last_end, NEVER_SATURATED, out=masks[0])
+        # A loop of whole-image ORs: ``np.logical_or.accumulate`` along the first axis
+        # is two hundred times slower.
+        for i in range(1, len(sources)):
+            np.logical_or(masks[i - 1], sources[i - 1], out=masks[i])
+        _record_latest(sources, np.asarray(end_mjd), last_end)
     return masks, last_end
+
+
+def _record_latest(sources: np.ndarray, stamps: np.ndarray, carry: np.ndarray) -> None:
+    """Set ``carry`` (C-contiguous, in place) to the stamp of each pixel's last source.
+
+    Sources are sparse: the pixels that are a source in any of the block's exposures are
+    found with one OR over the block, and only their columns are searched for the last.
+    """
+    n = len(sources)
+    flat = sources.reshape(n, -1)
+    hit = np.flatnonzero(np.logical_or.reduce(flat, axis=0))
+    if hit.size:
+        latest = n - 1 - np.argmax(flat[::-1, hit], axis=0)
+        carry.reshape(-1)[hit] = stamps[latest]

@@ -267,8 +267,10 @@ class Writer:
         self.path = path
         group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
         # Array handles opened once: each group lookup reads the array's metadata file.
+        # Chunks are written even when all False: zarr's test for an empty chunk compares
+        # every byte, which cost more than compressing and writing the chunk.
         self.arrays = {
-            name: group[name]
+            name: group[name].with_config({"write_empty_chunks": True})
             for name in (
                 "source",
                 "mask",

@@ -16,6 +16,7 @@ from astropy.io import fits
 from .errors import ConfigError, InputError
 from .flags import NO_SAT_CHECK
 from .inventory import Exposure
+from .saturation import uint16_limits
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,38 @@ def threshold_map(data: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
         never |= (np.asarray(dq).astype(np.uint32) & NO_SAT_CHECK) == NO_SAT_CHECK
     thr[never] = NEVER
     return thr
+
+
+class Window:
+    """Thresholds cut to one exposure's frame, with their 16-bit ceilings made on first use.
+
+    Raw MIRI data are 16-bit integers, compared with the ceilings of the thresholds
+    (:func:`~miripersist.saturation.uint16_limits`). A run shares one window among all
+    the exposures of a frame and reference, so the ceilings are made once per run, not
+    once per exposure or per dask computation.
+    """
+
+    __slots__ = ("values", "_limits")
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self._limits: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ceiling, never)``: uint16 ceilings and the pixels that can never reach theirs."""
+        if self._limits is None:
+            self._limits = uint16_limits(self.values)
+        return self._limits
+
+    def __dask_tokenize__(self) -> tuple:
+        from dask.base import normalize_token
+
+        return ("Window", normalize_token(self.values))
+
+    def __reduce__(self):
+        # To a dask worker in another process: the values only; its ceilings are made there.
+        return (Window, (self.values,))
 
 
 @dataclass(frozen=True)
