@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -257,9 +258,14 @@ def replace(new: str, path: str) -> None:
 class Writer:
     """Region writes into a store made by :func:`create`, straight through zarr.
 
-    xarray made the store and reads it; per-block updates go to the zarr arrays directly,
-    which costs a fraction of a ``to_zarr(region=...)`` call per block.
+    xarray reads the store; per-block updates go to the zarr arrays directly, which costs
+    a fraction of a ``to_zarr(region=...)`` call per block. The per-exposure columns
+    (counts, digests, ``complete``, ``written``) are one chunk each: the writer keeps them
+    in memory (a run owns its store, under the run's lock) and replaces the whole chunk
+    on each update, instead of reading, decoding and re-encoding it every time.
     """
+
+    _COLUMNS = ("n_source", "n_masked", "complete", "written", "result_sha256")
 
     def __init__(self, path: str) -> None:
         import zarr
@@ -271,17 +277,19 @@ class Writer:
         # every byte, which cost more than compressing and writing the chunk.
         self.arrays = {
             name: group[name].with_config({"write_empty_chunks": True})
-            for name in (
-                "source",
-                "mask",
-                "n_source",
-                "n_masked",
-                "complete",
-                "written",
-                "result_sha256",
-            )
+            for name in ("source", "mask", *self._COLUMNS)
             if name in group  # a store of an earlier version has no result digests
         }
+        self.columns = {
+            name: np.asarray(self.arrays[name][...])
+            for name in self._COLUMNS
+            if name in self.arrays
+        }
+        # block() runs in a dask task while the main thread marks files as written.
+        self._lock = threading.Lock()
+
+    def _put(self, name: str) -> None:
+        self.arrays[name][...] = self.columns[name]
 
     def block(
         self,
@@ -301,25 +309,30 @@ class Writer:
         say what the outputs hold beyond the masks (a method's group-level results).
         """
         stop = start + len(sources)
-        if len(unwritten):
-            written = self.arrays["written"][start:stop]
-            written[np.asarray(unwritten) - start] = False
-            self.arrays["written"][start:stop] = written
-        self.arrays["source"][start:stop] = sources
-        self.arrays["mask"][start:stop] = masks
-        self.arrays["n_source"][start:stop] = n_source.astype(np.int64)
-        self.arrays["n_masked"][start:stop] = n_masked.astype(np.int64)
-        if len(digests) and "result_sha256" in self.arrays:
-            self.arrays["result_sha256"][start:stop] = np.array(digests, dtype="<U64")
-        # Only after the arrays: a crash in between leaves the exposures incomplete.
-        self.arrays["complete"][start:stop] = True
+        with self._lock:
+            if len(unwritten):
+                self.columns["written"][np.asarray(unwritten)] = False
+                self._put("written")
+            self.arrays["source"][start:stop] = sources
+            self.arrays["mask"][start:stop] = masks
+            self.columns["n_source"][start:stop] = n_source
+            self.columns["n_masked"][start:stop] = n_masked
+            self._put("n_source")
+            self._put("n_masked")
+            if len(digests) and "result_sha256" in self.columns:
+                self.columns["result_sha256"][start:stop] = digests
+                self._put("result_sha256")
+            # Only after the arrays: a crash in between leaves the exposures incomplete.
+            self.columns["complete"][start:stop] = True
+            self._put("complete")
 
     def written(self, indices: Sequence[int]) -> None:
         """Record that the outputs of these exposures are in place."""
-        idx = sorted(indices)
-        runs = np.split(np.asarray(idx), np.flatnonzero(np.diff(idx) != 1) + 1) if idx else []
-        for run in runs:
-            self.arrays["written"][run[0] : run[-1] + 1] = True
+        if not len(indices):
+            return
+        with self._lock:
+            self.columns["written"][np.asarray(list(indices))] = True
+            self._put("written")
 
 
 def update_attrs(path: str, attrs: dict) -> None:
