@@ -55,13 +55,28 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
     return params.header_cards(n_masked, store_mod.package_versions()["miripersist"])
 
 
+class _Bits:
+    """A boolean image as bits, for its trip to a worker process: an eighth of the bytes."""
+
+    __slots__ = ("bits", "shape")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.bits = np.packbits(mask, axis=None)
+        self.shape = mask.shape
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.unpackbits(self.bits, count=math.prod(self.shape)).reshape(self.shape)
+        return out.astype(dtype or bool, copy=False)
+
+
 def _write_one(
-    exposure: Exposure, applied: np.ndarray, n_masked: int, final: str, params: Parameters
+    exposure: Exposure, applied: np.ndarray | _Bits, n_masked: int, final: str, params: Parameters
 ) -> str:
-    # The boolean mask travels to the worker (1 byte a pixel), the DQ image is made there:
-    # uint32 in a copy's PIXELDQ, the smallest type that holds the flags in a sidecar.
+    # The mask travels to the worker (1 byte a pixel, or a bit to another process), the DQ
+    # image is made there: uint32 in a copy's PIXELDQ, the smallest type that holds the
+    # flags in a sidecar.
     dtype = np.dtype(np.uint32) if params.mode == "copy" else smallest_unsigned(params.flags)
-    dq = applied.astype(dtype)
+    dq = np.asarray(applied).astype(dtype)
     dq *= dtype.type(params.flags)
     cards = _header_cards(params, n_masked)
     try:
@@ -587,6 +602,7 @@ def _scan_and_write(
     rows, previous, past, the_plan = scan.rows, scan.previous, scan.past, scan.plan
     old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
+    distributed = _has_client()
 
     def thresholds_for(i: int):
         ref, exp = refs[i], exposures[i]
@@ -594,13 +610,12 @@ def _scan_and_write(
             return None
         key = (ref.path, exp.xstart, exp.ystart, exp.xsize, exp.ysize)
         if key not in windows:
-            windows[key] = dask.delayed(Window(ref.window_for(exp)), pure=True)
+            windows[key] = _shared(Window(ref.window_for(exp)), distributed)
         return windows[key]
 
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}
     stale: list[int] = []
     writer = store_mod.Writer(scan.target)
-    distributed = _has_client()
     config = {} if distributed else {"num_workers": _local_workers()}
     background = ThreadPoolExecutor(1, thread_name_prefix="miripersist-compute")
     pending: list = []  # [future, number of files, exposures to mark written]
@@ -617,7 +632,9 @@ def _scan_and_write(
         return sources
 
     def launch(lazy: list, stored: list, files: list, marks: list[int]) -> None:
-        future = background.submit(lambda: dask.compute(lazy, stored, files)[0])
+        # ``files`` are the block's writes, made once its store update (``stored``) ran.
+        tasks = _write_tasks(files, stored[0] if stored else None)
+        future = background.submit(lambda: dask.compute(lazy, stored, tasks)[0])
         pending.extend([future, len(files), marks])
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
@@ -637,7 +654,7 @@ def _scan_and_write(
         todo, lazy = lazy_block(blocks[0][1])
         launch(lazy, [], [], [])
         stored_tasks: list = []  # this block's store update (zarr)
-        files: list = []  # this block's output files
+        files: list = []  # this block's output files, as calls that write them
         to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
         for b, (detector, block) in enumerate(blocks):
             frames = dict(zip(todo, settle(), strict=True))
@@ -716,12 +733,12 @@ def _scan_and_write(
                         exposures[i],
                         outputs[i],
                         payloads[k],
-                        applied[k],
+                        _Bits(applied[k]) if distributed else applied[k],
                         int(n_masked[k]),
                         params,
                         _write_one,
                     ):
-                        files.append(dask.delayed(_after, pure=False)(write, update))
+                        files.append(write)
                 elif action == resume.STALE:
                     stale.append(i)
                     continue
@@ -776,9 +793,35 @@ def _finish(
     return store_path
 
 
-def _after(write: Callable[[], str], _done: object) -> str:
-    """Call ``write`` once the task passed as ``_done`` (the block's store update) ran."""
-    return write()
+#: Output files written by one task: a block of 16 exposures gives 4 tasks, as many as the
+#: local threads of two cores, and a quarter of the tasks a cluster's scheduler handles.
+FILES_PER_TASK = 4
+
+
+def _write_tasks(writes: list[Callable[[], str]], update: object) -> list:
+    """Tasks that make ``writes``, a few each, once the task ``update`` ran (if any)."""
+    return [
+        dask.delayed(_after, pure=False)(writes[k : k + FILES_PER_TASK], update)
+        for k in range(0, len(writes), FILES_PER_TASK)
+    ]
+
+
+def _after(writes: list[Callable[[], str]], _done: object) -> list[str]:
+    """Make ``writes`` once the task passed as ``_done`` (the block's store update) ran."""
+    return [write() for write in writes]
+
+
+def _shared(value: object, distributed: bool):
+    """``value`` as a dask.delayed that every block's computation refers to.
+
+    On a cluster it is sent to every worker once (``Client.scatter``) and the graphs hold
+    a reference; a literal would travel in every block's graph (4 MB of thresholds each).
+    """
+    if not distributed:
+        return dask.delayed(value, pure=True)
+    from distributed import default_client
+
+    return dask.delayed(default_client().scatter(value, broadcast=True, hash=False))
 
 
 def _has_client() -> bool:
