@@ -82,3 +82,18 @@ def test_cold_benchmark_reports_every_method_and_state(tmp_path):
     for name, row in rows.items():
         assert row["peak_rss_mib"] > 0 and len(row["marginal_samples_s"]) == 1, name
         assert ("over_bare_reads" in row) == (not name.startswith("bare_reads")), name
+
+
+def test_workers_benchmark_reports_threads_and_processes(tmp_path):
+    import json
+
+    from benchmarks.workers import main
+
+    argv = ["--small", "2", "--large", "3", "--groups", "4", "--rounds", "1", "--workers", "1"]
+    assert main([*argv, "--workdir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "workers.json").read_text())
+    assert set(result["samples_s"]) == {"threads", "processes"}
+    assert all(len(v) == 1 for v in result["samples_s"].values())
+    t, p = result["samples_s"]["threads"][0], result["samples_s"]["processes"][0]
+    assert result["ratios"] == [p / t]
+    assert not list(tmp_path.glob("workers-*")), "every run's outputs are removed"
