@@ -305,10 +305,13 @@ def _check_windows(exposures, references, skip_bad: bool):
     return [e for e, _ in keep], [r for _, r in keep], bad
 
 
-def _local_workers() -> int:
-    # Write-back waits on the disk (fsync) far more than it computes: more threads than
-    # cores overlap those waits (measured: docs/benchmarks.md).
-    return max(4, 2 * (os.cpu_count() or 1))
+def _local_workers(mode: str) -> int:
+    # A copy's write-back waits on the disk (fsync of 60-100 MB) far more than it computes:
+    # more threads than cores overlap those waits. Sidecars are small: one thread a core
+    # (at least two, so that reads of several files are in flight on a cold cache) reads
+    # cold as fast and runs warm faster, with less memory (docs/benchmarks.md).
+    cores = os.cpu_count() or 1
+    return max(4, 2 * cores) if mode == "copy" else max(2, cores)
 
 
 def run(
@@ -616,7 +619,7 @@ def _scan_and_write(
     counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}
     stale: list[int] = []
     writer = store_mod.Writer(scan.target)
-    config = {} if distributed else {"num_workers": _local_workers()}
+    config = {} if distributed else {"num_workers": _local_workers(params.mode)}
     background = ThreadPoolExecutor(1, thread_name_prefix="miripersist-compute")
     pending: list = []  # [future, number of files, exposures to mark written]
 
