@@ -8,7 +8,6 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
-import zarr
 
 from miripersist import simulate, store
 from miripersist.inventory import DETECTOR_SHAPE, discover, inventory
@@ -115,4 +114,3 @@ def test_stored_view_reads_what_xarray_reads(program, tmp_path):
             np.testing.assert_array_equal(view[name], ds[name].values, err_msg=name)
     assert "segment_files" in view and "nothing" not in view
     np.testing.assert_array_equal(view.images("mask", [1, 0]), ds["mask"].values[[1, 0]])
-    assert isinstance(zarr.open_group(path, mode="r"), zarr.Group)
