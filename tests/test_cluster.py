@@ -15,7 +15,7 @@ from distributed import Client, LocalCluster
 
 from miripersist import ConfigError, Parameters, run, simulate
 from miripersist.cli import main
-from miripersist.cluster import check_workers
+from miripersist.cluster import check_workers, connect, disconnect
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,17 @@ def test_graph_grows_linearly_with_exposures(prog):
 
     per = (tasks(200) - tasks(20)) / 180
     assert per == tasks(1) - 1, "one task per tile per exposure, plus one shared threshold"
+
+
+def test_disconnect_stops_the_local_cluster_it_started():
+    # Left to interpreter exit, the scheduler could stop before the workers, whose next
+    # heartbeat then logs an error even under --quiet.
+    client = connect(workers=1, quiet=True)
+    cluster = client.cluster
+    assert cluster is not None and len(cluster.workers) == 1
+    disconnect(client)
+    assert client.status == "closed"
+    assert cluster.status.name == "closed" and not cluster.workers
 
 
 def test_quiet_workers_print_nothing(tmp_path, prog, local):

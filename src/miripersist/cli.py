@@ -337,7 +337,7 @@ def _importing(module: str):
 def _cmd_run(args: argparse.Namespace) -> int:
     with _importing("miripersist.engine"):
         _dask_array_lean()
-        from .cluster import check_workers, connect
+        from .cluster import check_workers, connect, disconnect
         from .engine import Parameters, run_to_store
         from .flags import parse_flags
         from .store import Stored
@@ -394,7 +394,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         finally:
             if client is not None:
-                client.close()
+                disconnect(client)
         # Inputs left out were named once each as they were found (a warning on stderr); the
         # summary lists them again at its end, for the record (the store is read through zarr).
         if not args.quiet:

@@ -67,6 +67,19 @@ def connect(
         raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
 
 
+def disconnect(client) -> None:
+    """Close ``client`` and, if :func:`connect` started it, its local cluster.
+
+    A client does not close a cluster it was handed. Left to the interpreter's exit, the
+    scheduler in this process can stop before the worker processes, whose next heartbeat
+    then logs an error; closing the cluster here stops the workers first.
+    """
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def _can_write_in(directory: str) -> bool:
     """Whether files can be made in ``directory``, or in it once it is made.
 
