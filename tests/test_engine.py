@@ -313,6 +313,35 @@ def test_user_mask_applies_to_every_exposure(tmp_path, program, expected_masks, 
         np.testing.assert_array_equal(pdq, np.where(mask | umask[e.window], FLAGS, 0))
 
 
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_blocks_of_any_size_give_the_same_masks(tmp_path, program, expected_masks, batch):
+    # Blocks share two sets of image buffers in turn; blocks of 1 reuse each set every
+    # other block while the one before is still being written, and 6 exposures in blocks
+    # of 4 end with a shorter block. Sources, masks and every output must still be exact.
+    x, y = np.array([3, 600]), np.array([900, 40])
+    path = tmp_path / "mask.txt"
+    path.write_text("x y\n" + "".join(f"{a} {b}\n" for a, b in zip(x, y, strict=True)))
+    umask = np.zeros(DETECTOR_SHAPE, bool)
+    umask[y - 1, x - 1] = True
+    params = Parameters(mode="sidecar", batch=batch)
+    ds = run(
+        [program.directory],
+        str(tmp_path / "out"),
+        [program.saturation_ref],
+        params,
+        user_mask=str(path),
+    )
+    exposures, sources, masks = expected_masks
+    assert [str(f) for f in ds["file"].values] == [e.name for e in exposures]
+    np.testing.assert_array_equal(ds["source"].values, np.array(sources))
+    for j, (e, mask) in enumerate(zip(exposures, masks, strict=True)):
+        np.testing.assert_array_equal(ds["mask"].values[j][e.window], mask)
+        side = tmp_path / "out" / e.name.replace("_uncal.fits", "_persistence_dq.fits")
+        np.testing.assert_array_equal(
+            fits.getdata(side), np.where(mask | umask[e.window], FLAGS, 0)
+        )
+
+
 def test_user_mask_off_detector_is_reported(tmp_path, program):
     path = tmp_path / "mask.csv"
     path.write_text("x,y\n1,1\n1033,5\n0,7\n")

@@ -650,6 +650,15 @@ def _scan_and_write(
         for detector, indices in by_detector(exposures).items()
         for b0 in range(0, len(indices), params.batch)
     ]
+    # Two sets of block images (sources, masks), for alternate blocks: a block's images are
+    # read by its store update and file writes, which run during the next block's scan and
+    # are done before the block after it starts. Fresh 16 MB images every block cost more
+    # to fault in than the scan of them.
+    longest = max(len(block) for _, block in blocks)
+    images = [
+        (np.zeros((longest, *DETECTOR_SHAPE), bool), np.zeros((longest, *DETECTOR_SHAPE), bool))
+        for _ in range(min(2, len(blocks)))
+    ]
     carry = None
     carries: dict[str, object] = {}  # each detector's carry after its last block
     done = 0
@@ -669,7 +678,8 @@ def _scan_and_write(
             stored_tasks, files, to_mark = [], [], []
             if b == 0 or blocks[b - 1][0] != detector:
                 carry = rule.initial_carry(past, detector)
-            sources = np.zeros((len(block), *DETECTOR_SHAPE), dtype=bool)
+            sources, out = (image[: len(block)] for image in images[b % 2])
+            sources.fill(False)
             reused = [k for k, i in enumerate(block) if i not in frames]
             if reused:
                 # One read of the stored chunks for the whole block, not one per exposure.
@@ -688,6 +698,7 @@ def _scan_and_write(
                 [exposures[i] for i in block],
                 carry,
                 params,
+                out,
             )
             carries[detector] = carry
             with_user = masks | umask if umask.any() else masks

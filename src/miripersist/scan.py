@@ -27,6 +27,7 @@ def scan(
     carry: np.ndarray,
     window_days: float,
     rule,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exclusive scan of any rule: ``rule.masked(carry, start, window)`` decides.
 
@@ -44,13 +45,15 @@ def scan(
         Passed to the rule.
     rule : object
         Has ``masked(carry, start_mjd, window_days) -> ndarray of bool``.
+    out : ndarray of bool, shape (n, ny, nx), optional
+        Where to put the masks (a buffer the caller reuses).
 
     Returns
     -------
     masks : ndarray of bool, shape (n, ny, nx)
     carry : ndarray of float64, shape (ny, nx)
     """
-    masks = np.empty(sources.shape, dtype=bool)
+    masks = np.empty(sources.shape, dtype=bool) if out is None else out
     last = carry.copy()
     for i in range(sources.shape[0]):
         masks[i] = rule.masked(last, start_mjd[i], window_days)
@@ -64,6 +67,7 @@ def exclusive_scan(
     end_mjd: np.ndarray,
     carry: np.ndarray,
     window_days: float = np.inf,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks of a block of consecutive exposures, and the carry after them.
 
@@ -77,6 +81,10 @@ def exclusive_scan(
         State after the exposures before this block (not modified).
     window_days : float
         How long a source keeps masking after its exposure ends; ``inf`` for ever.
+    out : ndarray of bool, shape (n, ny, nx), optional
+        Where to put the masks. A caller that scans block after block passes the same
+        buffers again: fresh images of this size cost more to fault in (and, where numpy
+        asks for huge pages, to compact memory for) than the scan itself.
 
     Returns
     -------
@@ -85,7 +93,7 @@ def exclusive_scan(
     carry : ndarray of float64, shape (ny, nx)
         State after the block.
     """
-    masks = np.empty(sources.shape, dtype=bool)
+    masks = np.empty(sources.shape, dtype=bool) if out is None else out
     last_end = carry.copy()
     if not np.isinf(window_days):
         for i in range(sources.shape[0]):

@@ -74,12 +74,16 @@ class Method(ABC):
         end_mjd: np.ndarray,
         carry: np.ndarray,
         window_days: float,
+        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Masks of consecutive exposures of one detector, and the carry after them.
 
         An exposure is masked by earlier sources only, never by its own (exclusive scan).
+        The masks go into ``out`` when it is given.
         """
-        return scan(sources, self.stamp(start_mjd, end_mjd), start_mjd, carry, window_days, self)
+        return scan(
+            sources, self.stamp(start_mjd, end_mjd), start_mjd, carry, window_days, self, out
+        )
 
     def check(self, params) -> None:  # noqa: B027 - most methods accept every parameter
         """Refuse parameters this method cannot honour (raise ConfigError)."""
@@ -92,7 +96,7 @@ class Method(ABC):
         """The boolean sources of a computed exposure, in its own frame (for the store)."""
         return frame
 
-    def scan_block(self, sources, frames, exposures, carry, params):
+    def scan_block(self, sources, frames, exposures, carry, params, out=None):
         """Scan a block of one detector's consecutive exposures.
 
         Parameters
@@ -106,6 +110,9 @@ class Method(ABC):
         carry : ndarray
             The carried state before the block.
         params : Parameters
+        out : ndarray of bool, shape (n, ny, nx), optional
+            A buffer the masks may be put in (its content is overwritten); the engine
+            passes the same few buffers block after block.
 
         Returns
         -------
@@ -120,7 +127,7 @@ class Method(ABC):
         """
         start = np.array([e.start_mjd for e in exposures])
         end = np.array([e.end_mjd for e in exposures])
-        masks, carry = self.scan(sources, start, end, carry, params.window_days)
+        masks, carry = self.scan(sources, start, end, carry, params.window_days, out)
         return masks, carry, [""] * len(exposures), [None] * len(exposures)
 
     def output_names(self, path: str, mode: str, keep_names: bool) -> tuple[str, ...]:

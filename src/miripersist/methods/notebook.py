@@ -34,9 +34,9 @@ class Notebook(Method):
             for f in (exposure.files if every else exposure.files[:1])
         ]
 
-    def scan(self, sources, start_mjd, end_mjd, carry, window_days):
+    def scan(self, sources, start_mjd, end_mjd, carry, window_days, out=None):
         """The notebook's scan: a plain cumulative OR when the window never closes."""
-        return exclusive_scan(sources, start_mjd, end_mjd, carry, window_days)
+        return exclusive_scan(sources, start_mjd, end_mjd, carry, window_days, out)
 
     def stamp(self, start_mjd, end_mjd):
         """A source records the end of its exposure."""

@@ -114,10 +114,14 @@ class Pipeline(Method):
         """For the check of windows against gaps (the scan is :meth:`scan_block`)."""
         return np.isfinite(carry) & (carry >= start_mjd - window_days)
 
-    def scan_block(self, sources, frames, exposures, carry, params):
+    def scan_block(self, sources, frames, exposures, carry, params, out=None):
         """The step, file after file; masks are pixels with any flagged group."""
         seconds = pers_time(params)
-        masks = np.zeros(sources.shape, dtype=bool)
+        if out is None:
+            masks = np.zeros(sources.shape, dtype=bool)
+        else:
+            masks = out
+            masks.fill(False)
         digests, payloads = [], []
         for k, (exposure, frame) in enumerate(zip(exposures, frames, strict=True)):
             rows, cols = exposure.window
