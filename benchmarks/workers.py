@@ -3,22 +3,27 @@
     python -m benchmarks.workers [--small 10] [--large 40] [--rounds 3] [--groups 30]
 
 One process runs the sidecar job on the same full-frame program, warm, with dask's local
-threads and on a ``LocalCluster`` of worker processes (``--workers`` x
-``--threads-per-worker``, started once, on the same cores), alternately, ``--rounds``
-times. Each figure is a marginal cost per exposure, (T(large) - T(small)) / (large - small),
-from the fastest of the round's runs, so that the cluster's start-up and the first block's
-fill and drain do not count. The report gives both and their ratio round by round (the
-host's load moves from minute to minute; a ratio of runs taken side by side holds better);
+threads, on a ``LocalCluster`` of worker processes (``--workers`` x
+``--threads-per-worker``, started once, on the same cores; its scheduler runs in this
+process, as ``miripersist run --workers`` starts it) and on a cluster started as a batch
+job starts one (``dask scheduler --scheduler-file`` and ``dask worker`` processes: the
+scheduler in a process of its own), in turn, ``--rounds`` times. Each figure is a
+marginal cost per exposure, (T(large) - T(small)) / (large - small), from the fastest of
+the round's runs, so that the cluster's start-up and the first block's fill and drain do
+not count. The report gives each and its ratio to the threads round by round (the host's
+load moves from minute to minute; a ratio of runs taken side by side holds better);
 ``workers.json`` in ``--out`` keeps every sample.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +50,65 @@ def marginal(files: list[str], ref: str, workdir: str, params, small: int, large
     t_small = min(_timed(files[:small], ref, workdir, params) for _ in range(2))
     t_large = min(_timed(files[:large], ref, workdir, params) for _ in range(2))
     return (t_large - t_small) / (large - small)
+
+
+@contextlib.contextmanager
+def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
+    """``dask scheduler`` and ``dask worker`` processes as a batch job starts them, in ``cwd``.
+
+    Yields the scheduler file once ``n_workers`` workers (of ``threads`` threads each) are
+    connected; stops them after.
+    """
+    from distributed import Client
+
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    scheduler_file = str(scheduler_file)
+
+    def start(*args):
+        command = [sys.executable, "-m", *args]
+        procs.append(
+            subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+
+    procs: list[subprocess.Popen] = []
+    try:
+        start(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            scheduler_file,
+        )
+        deadline = time.monotonic() + 60
+        while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(n_workers):
+            start(
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                scheduler_file,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                str(threads),
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+            )
+        with Client(scheduler_file=scheduler_file, timeout="60s") as client:
+            client.wait_for_workers(n_workers, timeout=60)
+        yield scheduler_file
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,46 +142,67 @@ def main(argv: list[str] | None = None) -> int:
     )
     files = sorted(program.files)
     params = Parameters(mode="sidecar")
-    samples: dict[str, list[float]] = {"threads": [], "processes": []}
-    with LocalCluster(
-        n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    ) as cluster:
+    samples: dict[str, list[float]] = {"threads": [], "processes": [], "scheduler_file": []}
+
+    def measured() -> float:
+        return marginal(files, program.saturation_ref, args.workdir, params, args.small, args.large)
+
+    scheduler_dir = tempfile.mkdtemp(dir=args.workdir, prefix="scheduler-")
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        command_line_cluster(
+            os.path.join(scheduler_dir, "scheduler.json"),
+            args.workers,
+            scheduler_dir,
+            args.threads_per_worker,
+        ) as scheduler_file,
+    ):
         for _ in range(args.rounds):
             # No client while the threads run: the engine uses dask's local scheduler.
             with dask.config.set(scheduler="threads"):
-                samples["threads"].append(
-                    marginal(
-                        files, program.saturation_ref, args.workdir, params, args.small, args.large
-                    )
-                )
+                samples["threads"].append(measured())
             with Client(cluster):
-                samples["processes"].append(
-                    marginal(
-                        files, program.saturation_ref, args.workdir, params, args.small, args.large
-                    )
-                )
+                samples["processes"].append(measured())
+            with Client(scheduler_file=scheduler_file):
+                samples["scheduler_file"].append(measured())
+    shutil.rmtree(scheduler_dir, ignore_errors=True)
     ratios = [p / t for t, p in zip(samples["threads"], samples["processes"], strict=True)]
+    apart = [p / t for t, p in zip(samples["threads"], samples["scheduler_file"], strict=True)]
     lines = [
         f"{args.workers} worker processes x {args.threads_per_worker} threads against local "
         f"threads, {os.cpu_count()} cores, full frames of {args.groups} groups, sidecar mode, "
-        f"marginal {args.small} -> {args.large}:"
+        f"marginal {args.small} -> {args.large}; LocalCluster (scheduler in this process) "
+        "and a scheduler-file cluster (scheduler in its own process):"
     ]
-    for k, (t, p) in enumerate(zip(samples["threads"], samples["processes"], strict=True)):
+    for k, (t, p, s) in enumerate(
+        zip(samples["threads"], samples["processes"], samples["scheduler_file"], strict=True)
+    ):
         lines.append(
-            f"  round {k + 1}: threads {1000 * t:.1f} ms, processes {1000 * p:.1f} ms "
-            f"({p / t:.2f}x)"
+            f"  round {k + 1}: threads {1000 * t:.1f} ms, LocalCluster {1000 * p:.1f} ms "
+            f"({p / t:.2f}x), scheduler-file {1000 * s:.1f} ms ({s / t:.2f}x)"
         )
-    lines.append(f"  median ratio {statistics.median(ratios):.2f}x")
+    lines.append(
+        f"  median ratio: LocalCluster {statistics.median(ratios):.2f}x, "
+        f"scheduler-file {statistics.median(apart):.2f}x"
+    )
     report = "\n".join(lines)
     print(report)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "workers.json"), "w") as fh:
         json.dump(
-            {"samples_s": samples, "ratios": ratios, "cpus": os.cpu_count(), "report": report},
+            {
+                "samples_s": samples,
+                "ratios": ratios,
+                "ratios_scheduler_file": apart,
+                "cpus": os.cpu_count(),
+                "report": report,
+            },
             fh,
             indent=1,
         )

@@ -92,8 +92,10 @@ def test_workers_benchmark_reports_threads_and_processes(tmp_path):
     argv = ["--small", "2", "--large", "3", "--groups", "4", "--rounds", "1", "--workers", "1"]
     assert main([*argv, "--workdir", str(tmp_path), "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "workers.json").read_text())
-    assert set(result["samples_s"]) == {"threads", "processes"}
+    assert set(result["samples_s"]) == {"threads", "processes", "scheduler_file"}
     assert all(len(v) == 1 for v in result["samples_s"].values())
     t, p = result["samples_s"]["threads"][0], result["samples_s"]["processes"][0]
     assert result["ratios"] == [p / t]
+    assert result["ratios_scheduler_file"] == [result["samples_s"]["scheduler_file"][0] / t]
     assert not list(tmp_path.glob("workers-*")), "every run's outputs are removed"
+    assert not list(tmp_path.glob("scheduler-*")), "the scheduler's directory is removed"

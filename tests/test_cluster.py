@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from conftest import sha256
 from distributed import Client, LocalCluster
 
+from benchmarks.workers import command_line_cluster
 from miripersist import ConfigError, Parameters, run, simulate
 from miripersist.cli import main
 from miripersist.cluster import check_workers, connect, disconnect
@@ -71,62 +70,6 @@ def test_workers_that_cannot_see_files_are_named(tmp_path, prog):
         check_workers(client, prog.files, str(tmp_path))
         with pytest.raises(ConfigError, match="cannot reach /nonexistent/x_uncal.fits"):
             check_workers(client, ["/nonexistent/x_uncal.fits"], str(tmp_path))
-
-
-@contextlib.contextmanager
-def command_line_cluster(scheduler_file, n_workers: int, cwd):
-    """``dask scheduler`` and ``dask worker`` processes as a batch job starts them, in ``cwd``.
-
-    Yields the scheduler file once ``n_workers`` workers are connected; stops them after.
-    """
-    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    scheduler_file = str(scheduler_file)
-
-    def start(*args):
-        command = [sys.executable, "-m", *args]
-        procs.append(
-            subprocess.Popen(
-                command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        )
-
-    procs: list[subprocess.Popen] = []
-    try:
-        start(
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--scheduler-file",
-            scheduler_file,
-        )
-        deadline = time.monotonic() + 60
-        while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for _ in range(n_workers):
-            start(
-                "distributed.cli.dask_worker",
-                "--scheduler-file",
-                scheduler_file,
-                "--nworkers",
-                "1",
-                "--nthreads",
-                "1",
-                "--host",
-                "127.0.0.1",
-                "--no-dashboard",
-            )
-        with Client(scheduler_file=scheduler_file, timeout="60s") as client:
-            client.wait_for_workers(n_workers, timeout=60)
-        yield scheduler_file
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
 
 
 def test_scheduler_and_workers_started_from_the_command_line(tmp_path, prog, local, capsys):
