@@ -55,8 +55,9 @@ class Parameters:
     dilate : int
         Grow the persistence sources by this many pixels beyond the saturated core
         (in detector coordinates), for the halos bright cores leave.
-    tile : tuple of int
-        Dask tile shape (rows, columns) over the detector.
+    tile : tuple of int, optional
+        Dask tile shape (rows, columns) over the detector; default: the method's (512
+        full-width rows; 256 for pipeline, which reads every group of a tile).
     batch : int
         Exposures per block; bounds memory.
     compress : bool
@@ -73,7 +74,7 @@ class Parameters:
     window_days: float | None = None
     integrations: str = "first"
     dilate: int = 0
-    tile: tuple[int, int] = (256, 1032)
+    tile: tuple[int, int] | None = None
     batch: int = 16
     method: str = "notebook"
     compress: bool = False
@@ -95,6 +96,9 @@ class Parameters:
             )
         if self.window_days is None:
             object.__setattr__(self, "window_days", rule.default_window_days)
+        object.__setattr__(
+            self, "tile", tuple(rule.default_tile if self.tile is None else self.tile)
+        )
         if self.n_unsat_threshold < 0:
             raise ConfigError("--n-unsat-threshold must be 0 or more")
         if self.n_pix_grow_sat < 0:

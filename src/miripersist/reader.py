@@ -233,7 +233,7 @@ def lazy_sources(
     thresholds: np.ndarray | Window | Delayed | None,
     n_unsat_threshold: int,
     n_pix_grow_sat: int,
-    tile: Sequence[int] = (256, 1032),
+    tile: Sequence[int] = (512, 1032),
     all_integrations: bool = False,
     integrations: Sequence[int] | None = None,
 ) -> da.Array:

@@ -30,11 +30,16 @@ class Method(ABC):
         Pixel DQ flag names set where masked, unless the user names others.
     default_window_days : float
         How long a source masks when the user gives no ``--window`` (``inf``: for ever).
+    default_tile : tuple of int
+        Dask tile (rows, columns) when the user names none. A task holds the tile's rows
+        of the groups the method reads: a few groups here, so 512 full-width rows (two
+        tasks a full frame; fewer, larger reads ran 13% faster warm and 23% cold than 256).
     """
 
     name: str = ""
     default_flags: str = "DO_NOT_USE,PERSISTENCE"
     default_window_days: float = np.inf
+    default_tile: tuple[int, int] = (512, 1032)
     #: Whether a rerun may take an unchanged exposure's sources from the store instead of
     #: reading it again (a method whose results hang on every earlier exposure's timing
     #: reads them all).
