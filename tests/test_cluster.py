@@ -9,12 +9,14 @@ import sys
 import numpy as np
 import pytest
 from conftest import sha256
-from distributed import Client, LocalCluster
+from dask.utils import key_split
+from distributed import Client, LocalCluster, get_task_stream
 
 from benchmarks.workers import command_line_cluster
 from miripersist import ConfigError, Parameters, run, simulate
 from miripersist.cli import main
 from miripersist.cluster import check_workers, connect, disconnect
+from miripersist.inventory import read_exposure
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,18 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     out, ds_local = local
     with (
         local_cluster(2) as cluster,
-        Client(cluster),
+        Client(cluster) as client,
+        get_task_stream(client) as stream,
     ):
-        ds = run([prog.directory], str(tmp_path), [prog.saturation_ref], Parameters(mode="sidecar"))
+        params = Parameters(mode="sidecar", tile=(100, 300))  # uneven tiles, both ways
+        ds = run([prog.directory], str(tmp_path), [prog.saturation_ref], params)
+    # Tiles go to the client as they are and are put together there: no task gathers an
+    # exposure's tiles on a worker (moving them between workers, then the whole image).
+    ran = [key_split(task["key"]) for task in stream.data]
+    shapes = [(read_exposure(f).ysize, read_exposure(f).xsize) for f in prog.files]
+    tiles = sum(-(-ny // 100) * -(-nx // 300) for ny, nx in shapes)
+    assert ran.count("sources") == tiles > len(prog.files)
+    assert set(ran) == {"sources", "after"}, set(ran)  # tiles, and writes of files
     np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)
     np.testing.assert_array_equal(ds["source"].values, ds_local["source"].values)
     assert digests(tmp_path) == digests(out)
