@@ -16,6 +16,10 @@ are taken round robin over the methods and states; the median of each point is k
 | `floor_sidecar` | ``benchmarks/floor_sidecar.py``'s serial numpy/astropy script |
 | `bare_reads` | serial ``pread``s of the deciding groups of the first integration of each |
 |              | file, one group at a time into one buffer (headers parsed before timing) |
+| `notebook` | ``benchmarks/notebook.py``'s method (jwst's steps on every file), offline; |
+|            | not run unless named: it costs a second or two an exposure |
+
+Each method's figure is also given over the notebook's of the same round, when it ran.
 
 ``--versions before=DIR1,after=DIR2`` adds ``sidecar@before`` and ``sidecar@after``: the
 engine imported from those source trees (each a copy of ``src``), to compare two versions
@@ -37,7 +41,8 @@ import time
 from .measure import measure
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = ("sidecar", "floor_sidecar", "bare_reads")
+METHODS = ("sidecar", "floor_sidecar", "bare_reads", "notebook")
+DEFAULT_METHODS = ("sidecar", "floor_sidecar", "bare_reads")
 STATES = ("cold", "warm")
 
 
@@ -60,8 +65,13 @@ def warm(paths: list[str]) -> None:
                 pass
 
 
-def _job(method: str, ref: str, out: str, n_unsat: int = 3):
+def _job(method: str, ref: str, out: str, mask_ref: str = "", n_unsat: int = 3):
     """A function of a list of files that does ``method``'s work on them."""
+    if method == "notebook":
+        sys.path.insert(0, HERE)
+        from notebook import notebook
+
+        return lambda files: notebook(files, out, ref, mask_ref, n_unsat)
     if method == "sidecar":
         from miripersist import Parameters, run
 
@@ -118,7 +128,7 @@ def child(args: argparse.Namespace) -> int:
     ns = [int(n) for n in args.exposures.split(",")]
     out = tempfile.mkdtemp(dir=args.workdir, prefix="cold-out-")
     try:
-        job = _job(args.child, args.ref, out)
+        job = _job(args.child, args.ref, out, args.mask_ref)
         if args.src and not sys.modules["miripersist"].__file__.startswith(args.src):
             raise RuntimeError(f"miripersist imported from elsewhere than {args.src}")
         prepare = getattr(job, "prepare", lambda fs: fs)
@@ -156,7 +166,7 @@ def summarize(samples: dict, ns: list[int], groups: int, repeats: int) -> dict:
     methods' samples of one round is steadier on a shared host than the ratio of medians.
     """
     summary: dict = {"exposures": ns, "groups": groups, "repeats": repeats, "rows": {}}
-    lines = [f"\ncold cache: FULL, {groups} groups, N = {ns[0]} and {ns[1]}, median of {repeats}"]
+    lines = [f"\nFULL, {groups} groups, N = {ns[0]} and {ns[1]}, median of {repeats}"]
     for (method, state), runs in samples.items():
         row = {
             "marginal_s": statistics.median(r["marginal_s"] for r in runs),
@@ -170,6 +180,11 @@ def summarize(samples: dict, ns: list[int], groups: int, repeats: int) -> dict:
             paired = [r["marginal_s"] / b["marginal_s"] for r, b in zip(runs, base, strict=True)]
             row["over_bare_reads"] = statistics.median(paired)
             row["over_bare_reads_samples"] = paired
+        slow = samples.get(("notebook", state))
+        if slow and method != "notebook":
+            paired = [b["marginal_s"] / r["marginal_s"] for r, b in zip(runs, slow, strict=True)]
+            row["notebook_over"] = statistics.median(paired)
+            row["notebook_over_samples"] = paired
         summary["rows"][f"{method} {state}"] = row
         lines.append(
             f"  {method:14s} {state:4s} {1000 * row['marginal_s']:7.1f} ms/exposure "
@@ -178,6 +193,12 @@ def summarize(samples: dict, ns: list[int], groups: int, repeats: int) -> dict:
                 f"  / bare reads {row['over_bare_reads']:5.2f} "
                 f"({', '.join(f'{x:.2f}' for x in row['over_bare_reads_samples'])})"
                 if "over_bare_reads" in row
+                else ""
+            )
+            + (
+                f"  notebook / this {row['notebook_over']:5.0f}x "
+                f"({', '.join(f'{x:.0f}' for x in row['notebook_over_samples'])})"
+                if "notebook_over" in row
                 else ""
             )
         )
@@ -194,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exposures", default="8,40", help="N0,N (the two program sizes)")
     parser.add_argument("--groups", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}"
+    )
     parser.add_argument("--states", default=",".join(STATES))
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench")
@@ -207,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
     parser.add_argument("--ref", help=argparse.SUPPRESS)
+    parser.add_argument("--mask-ref", default="", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -215,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(args)
 
     from .data import build  # not at the top: a child may import another miripersist
+    from .run import offline_env
 
     ns = [int(n) for n in args.exposures.split(",")]
     if len(ns) != 2 or not 0 < ns[0] < ns[1]:
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = dict(v.split("=", 1) for v in filter(None, args.versions.split(",")))
     methods += [f"sidecar@{name}" for name in versions]
     samples: dict[tuple[str, str], list[dict]] = {(m, s): [] for s in states for m in methods}
+    env = offline_env(args.workdir)  # the notebook's jwst steps, with no network
     for _ in range(args.repeats):
         for state in states:
             for method in methods:
@@ -235,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                     *(sys.executable, "-m", "benchmarks.cold", "--child", method),
                     *("--state", state, "--exposures", args.exposures),
                     *("--files", os.pathsep.join(files), "--ref", program.saturation_ref),
+                    *("--mask-ref", program.mask_ref),
                     *("--workdir", args.workdir, "--result", result),
                 ]
                 if "@" in method:
                     cmd += ["--src", os.path.abspath(versions[method.split("@")[1]])]
-                stats = measure(cmd, dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
+                stats = measure(cmd, dict(env, PYTHONPATH=os.path.dirname(HERE)))
                 with open(result) as fh:
                     stats["times"] = {int(k): v for k, v in json.load(fh).items()}
                 os.unlink(result)

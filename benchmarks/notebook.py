@@ -16,12 +16,17 @@ import numpy as np
 
 
 def main(in_dir: str, out_dir: str, sat_ref: str, mask_ref: str, n_unsat: int = 3) -> None:
+    files = sorted(glob.glob(os.path.join(in_dir, "*_uncal.fits")))
+    notebook(files, out_dir, sat_ref, mask_ref, n_unsat)
+
+
+def notebook(files: list[str], out_dir: str, sat_ref: str, mask_ref: str, n_unsat: int = 3) -> None:
+    """The method on the given files (``benchmarks/cold.py`` times it inside its process)."""
     from jwst.dq_init import DQInitStep
     from jwst.saturation import SaturationStep
     from stdatamodels.jwst import datamodels
     from stdatamodels.jwst.datamodels import dqflags
 
-    files = sorted(glob.glob(os.path.join(in_dir, "*_uncal.fits")))
     times = []
     for f in files:
         with datamodels.open(f) as m:

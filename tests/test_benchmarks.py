@@ -84,6 +84,23 @@ def test_cold_benchmark_reports_every_method_and_state(tmp_path):
         assert ("over_bare_reads" in row) == (not name.startswith("bare_reads")), name
 
 
+def test_cold_benchmark_times_the_notebook_in_its_process(tmp_path):
+    import json
+
+    from benchmarks.cold import main
+
+    out = tmp_path / "cold.json"
+    argv = ["--exposures", "2,3", "--groups", "5", "--repeats", "1", "--states", "warm"]
+    argv += ["--methods", "sidecar,notebook", "--workdir", str(tmp_path), "--out", str(out)]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"sidecar warm", "notebook warm"}
+    assert rows["notebook warm"]["t_s"]["3"] > 0
+    assert "notebook_over" not in rows["notebook warm"]
+    (ratio,) = rows["sidecar warm"]["notebook_over_samples"]
+    assert ratio == rows["notebook warm"]["marginal_s"] / rows["sidecar warm"]["marginal_s"]
+
+
 def test_workers_benchmark_reports_threads_and_processes(tmp_path):
     import json
 
