@@ -159,6 +159,11 @@ def _marginal(times: dict, ns: list[int], k: int) -> float:
     return (times[ns[1]][k] - times[ns[0]][k]) / (ns[1] - ns[0])
 
 
+def _paired(runs: list[dict], base: list[dict]) -> list[float]:
+    """Marginal cost of ``runs`` over that of ``base``, round by round."""
+    return [r["marginal_s"] / b["marginal_s"] for r, b in zip(runs, base, strict=True)]
+
+
 def summarize(samples: dict, ns: list[int], groups: int, repeats: int) -> dict:
     """Median marginal costs, peak RSS, and ratios to the bare reads paired by round.
 
@@ -177,12 +182,12 @@ def summarize(samples: dict, ns: list[int], groups: int, repeats: int) -> dict:
         }
         base = samples.get(("bare_reads", state))
         if base and method != "bare_reads":
-            paired = [r["marginal_s"] / b["marginal_s"] for r, b in zip(runs, base, strict=True)]
+            paired = _paired(runs, base)
             row["over_bare_reads"] = statistics.median(paired)
             row["over_bare_reads_samples"] = paired
         slow = samples.get(("notebook", state))
         if slow and method != "notebook":
-            paired = [b["marginal_s"] / r["marginal_s"] for r, b in zip(runs, slow, strict=True)]
+            paired = _paired(slow, runs)
             row["notebook_over"] = statistics.median(paired)
             row["notebook_over_samples"] = paired
         summary["rows"][f"{method} {state}"] = row

@@ -64,8 +64,8 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     # Tiles go to the client as they are and are put together there: no task gathers an
     # exposure's tiles on a worker (moving them between workers, then the whole image).
     ran = [key_split(task["key"]) for task in stream.data]
-    shapes = [(read_exposure(f).ysize, read_exposure(f).xsize) for f in prog.files]
-    tiles = sum(-(-ny // 100) * -(-nx // 300) for ny, nx in shapes)
+    exposures = [read_exposure(f) for f in prog.files]
+    tiles = sum(-(-e.ysize // 100) * -(-e.xsize // 300) for e in exposures)
     assert ran.count("sources") == tiles > len(prog.files)
     assert set(ran) == {"sources", "after"}, set(ran)  # tiles, and writes of files
     np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)

@@ -333,9 +333,9 @@ def test_user_mask_applies_to_every_exposure(tmp_path, program, expected_masks, 
 def test_blocks_of_any_size_give_the_same_masks(tmp_path, program, expected_masks, batch, tile):
     # Blocks share two sets of image buffers in turn; blocks of 1 reuse each set every
     # other block while the one before is still being written, and 6 exposures in blocks
-    # of 4 end with a shorter block. Tiles come back one by one and are put together on
-    # the client: uneven tiles in both directions, and one tile a frame (the subarrays'
-    # too). Sources, masks and every output must still be exact.
+    # of 4 end with a shorter block. Tiles of any shape, uneven in both directions or one
+    # a frame (the subarrays' too), are put together into the same images. Sources, masks
+    # and every output must still be exact.
     x, y = np.array([3, 600]), np.array([900, 40])
     path = tmp_path / "mask.txt"
     path.write_text("x y\n" + "".join(f"{a} {b}\n" for a, b in zip(x, y, strict=True)))
