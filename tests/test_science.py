@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from stcal.saturation.saturation import flag_saturated_pixels
 from stdatamodels.jwst.datamodels import dqflags
 
+from miripersist import saturation
 from miripersist.saturation import (
     groups_needed,
     grow,
@@ -117,6 +118,16 @@ def test_grow_equals_scipy_binary_dilation_with_a_box(ny, nx, n, seed):
     box = np.ones((2 * n + 1, 2 * n + 1), dtype=bool)
     expected = ndimage.binary_dilation(mask, box, border_value=0) if n else mask
     np.testing.assert_array_equal(grow(mask, n), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_pixels_are_those_of_np_nonzero(ny, nx, seed):
+    mask = np.random.default_rng(seed).random((ny, nx)) < 0.2
+    rows, cols = saturation.pixels(mask)
+    expected_rows, expected_cols = np.nonzero(mask)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(cols, expected_cols)
 
 
 def test_unsaturated_count_counts_groups_without_the_bit():

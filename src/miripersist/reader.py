@@ -29,6 +29,7 @@ from .saturation import (
     groups_needed,
     grow,
     grow_first,
+    pixels,
     sources_from_groupdq,
 )
 from .thresholds import Window
@@ -194,19 +195,31 @@ def _tile_from_ramp(
     ny, nx = window.values.shape
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
-    src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
+    src = None
     for i in integrations:
         # A pixel saturates within the groups exactly when their brightest value does.
         peak = brightest_rows(path, layout, i, groups, hy)[:, hx]
         if peak.dtype == np.uint16:
             # Integers against the thresholds' ceilings: one SIMD pass, no float conversion.
-            ceiling, never = window.limits
-            hit = peak >= ceiling[hy, hx]
-            hit &= ~never[hy, hx]
+            hit = peak >= window.limits[0][hy, hx]
+            _clear(hit, window.never_at, hy, hx)
         else:
             hit = peak >= window.values[hy, hx]
-        src |= grow(hit, grow_by)
+        hit = grow(hit, grow_by)
+        src = hit if src is None else src | hit
+    if src is None:
+        src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
     return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
+
+
+def _clear(image: np.ndarray, at: tuple[np.ndarray, np.ndarray], ys: slice, xs: slice) -> None:
+    """Set to False the pixels ``at`` (rows, columns of a larger frame) that lie in ``image``.
+
+    ``image`` is the part ``ys, xs`` of that frame.
+    """
+    rows, cols = at
+    inside = (rows >= ys.start) & (rows < ys.stop) & (cols >= xs.start) & (cols < xs.stop)
+    image[rows[inside] - ys.start, cols[inside] - xs.start] = False
 
 
 def _tile_from_groupdq(
@@ -354,7 +367,7 @@ def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -
     # ``limit`` and ``never`` are :func:`~miripersist.saturation.uint16_limits`.
     hit = _brightest_stored(raw) >= limit
     hit &= ~never
-    ys, xs = np.nonzero(hit)
+    ys, xs = pixels(hit)
     first = np.full(limit.shape, NEVER, dtype=np.int16)
     if ys.size:
         # Gathered values keep the stored byte order: to native first, then flip the sign.

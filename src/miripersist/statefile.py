@@ -15,6 +15,7 @@ import struct
 import numpy as np
 
 from .errors import ConfigError
+from .saturation import pixels
 
 #: Name of the state after a run's last exposures, in the output directory.
 FINAL_STATE = "persistence_state.asdf"
@@ -31,9 +32,7 @@ def state_entry(
     (SUBSTRT1, SUBSTRT2), recorded as ``xstart`` and ``ystart`` beside the step's keys
     (which the step ignores), so that a subarray's state can serve as ``--history``.
     """
-    # np.nonzero's pixels, in its order; the flat indices of a boolean image are found
-    # several times faster than np.nonzero of float values.
-    rows, cols = np.divmod(np.flatnonzero(window_ends != 0.0), window_ends.shape[1])
+    rows, cols = pixels(window_ends != 0.0)
     return {
         "filename": filename,
         "rows": rows,

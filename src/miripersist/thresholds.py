@@ -16,7 +16,7 @@ from astropy.io import fits
 from .errors import ConfigError, InputError
 from .flags import NO_SAT_CHECK
 from .inventory import Exposure
-from .saturation import uint16_limits
+from .saturation import pixels, uint16_limits
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,12 @@ class Window:
     once per exposure or per dask computation.
     """
 
-    __slots__ = ("values", "_limits")
+    __slots__ = ("values", "_limits", "_never_at")
 
     def __init__(self, values: np.ndarray) -> None:
         self.values = values
         self._limits: tuple[np.ndarray, np.ndarray] | None = None
+        self._never_at: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def limits(self) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +71,17 @@ class Window:
         if self._limits is None:
             self._limits = uint16_limits(self.values)
         return self._limits
+
+    @property
+    def never_at(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of the pixels that can never reach their thresholds.
+
+        They are few (reference pixels, NaN thresholds, NO_SAT_CHECK): clearing them one
+        by one after a comparison is cheaper than a pass over a whole image for them.
+        """
+        if self._never_at is None:
+            self._never_at = pixels(self.limits[1])
+        return self._never_at
 
     def __dask_tokenize__(self) -> tuple:
         from dask.base import normalize_token
