@@ -200,9 +200,7 @@ def _tile_from_ramp(
         # A pixel saturates within the groups exactly when their brightest value does.
         peak = brightest_rows(path, layout, i, groups, hy)[:, hx]
         if peak.dtype == np.uint16:
-            # Integers against the thresholds' ceilings: one SIMD pass, no float conversion.
-            hit = peak >= window.limits[0][hy, hx]
-            _clear(hit, window.never_at, hy, hx)
+            hit = _reached(peak, window, hy, hx)
         else:
             hit = peak >= window.values[hy, hx]
         hit = grow(hit, grow_by)
@@ -212,14 +210,18 @@ def _tile_from_ramp(
     return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
 
 
-def _clear(image: np.ndarray, at: tuple[np.ndarray, np.ndarray], ys: slice, xs: slice) -> None:
-    """Set to False the pixels ``at`` (rows, columns of a larger frame) that lie in ``image``.
+def _reached(peak: np.ndarray, window: Window, ys: slice, xs: slice) -> np.ndarray:
+    """Pixels of 16-bit values ``peak`` (the part ``ys, xs`` of ``window``) at their thresholds.
 
-    ``image`` is the part ``ys, xs`` of that frame.
+    Integers against the thresholds' ceilings: one SIMD pass, no float conversion. The
+    few pixels that are never checked (their ceiling clipped to 65535) are then cleared
+    by index, which is cheaper than a second pass over the tile for them.
     """
-    rows, cols = at
+    hit = peak >= window.limits[0][ys, xs]
+    rows, cols = window.never_at
     inside = (rows >= ys.start) & (rows < ys.stop) & (cols >= xs.start) & (cols < xs.stop)
-    image[rows[inside] - ys.start, cols[inside] - xs.start] = False
+    hit[rows[inside] - ys.start, cols[inside] - xs.start] = False
+    return hit
 
 
 def _tile_from_groupdq(
@@ -357,17 +359,16 @@ def _raw_groups(
     return _stored_rows(path, layout, integration, rows, groups, _thread_buffer)
 
 
-def _first_crossing_raw(raw: np.ndarray, limit: np.ndarray, never: np.ndarray) -> np.ndarray:
+def _first_crossing_raw(raw: np.ndarray, window: Window, hy: slice, hx: slice) -> np.ndarray:
     """:func:`~miripersist.saturation.first_crossing` of stored 16-bit groups, sparsely.
 
-    A pixel saturates in some group exactly when its brightest group does, and few
-    pixels do: the brightest value is found for every pixel (one pass, in the stored
-    order), the first group only for those that reach their threshold.
+    ``raw`` holds the part ``hy, hx`` of ``window``. A pixel saturates in some group
+    exactly when its brightest group does, and few pixels do: the brightest value is
+    found for every pixel (one pass, in the stored order), the first group only for
+    those that reach their threshold.
     """
-    # ``limit`` and ``never`` are :func:`~miripersist.saturation.uint16_limits`.
-    hit = _brightest_stored(raw) >= limit
-    hit &= ~never
-    ys, xs = pixels(hit)
+    ys, xs = pixels(_reached(_brightest_stored(raw), window, hy, hx))
+    limit = window.limits[0][hy, hx]
     first = np.full(limit.shape, NEVER, dtype=np.int16)
     if ys.size:
         # Gathered values keep the stored byte order: to native first, then flip the sign.
@@ -394,8 +395,7 @@ def _first_saturated_tile(
     for i in range(nints):
         if standard:
             raw = _raw_groups(path, layout, i, hy)[:, :, hx]
-            ceiling, never = window.limits
-            first = _first_crossing_raw(raw, ceiling[hy, hx], never[hy, hx])
+            first = _first_crossing_raw(raw, window, hy, hx)
         else:
             planes = read_rows(path, layout, i, ngroups, hy)[:, :, hx]
             first = first_crossing(planes, window.values[hy, hx])
