@@ -2,12 +2,13 @@
 
 ``astropy.io.fits.Header.fromfile`` makes a ``Card`` object of every card and parses
 every keyword to index them, and each ``Card.value`` looks two settings up in astropy's
-configuration: together most of the inventory's time. Here a header is split into
-80-character records and indexed by keyword, and only the values the caller asks for
-are parsed: the plain forms (quoted string, logical, integer, real) by one regular
-expression, anything else by astropy's own ``Card``. A card followed by CONTINUE cards
-(a long string) keeps them in its image, and such an image is parsed by astropy as a
-whole, as ``Header.fromfile`` does. The tests check both ways agree.
+configuration: together most of the inventory's time. Here a header's cards are
+indexed by their keyword fields, taken from the bytes all at once (no loop over the
+cards in Python), and only the values the caller asks for are parsed: the plain forms
+(quoted string, logical, integer, real) by one regular expression, anything else by
+astropy's own ``Card``. A card followed by CONTINUE cards (a long string) keeps them in
+its image, and such an image is parsed by astropy as a whole, as ``Header.fromfile``
+does. The tests check both ways agree.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+import numpy as np
 from astropy.io import fits
 
 BLOCK = 2880
 CARD = 80
 # Cards without a value: several may share a keyword, none is ever looked up here.
-_COMMENTARY = frozenset({b"", b"COMMENT", b"HISTORY", b"CONTINUE", b"HIERARCH"})
+_COMMENTARY = frozenset(k.ljust(8) for k in (b"", b"COMMENT", b"HISTORY", b"CONTINUE", b"HIERARCH"))
+_END = b"END     "
+_MISSING = object()
+# A card as its 8-byte keyword field and the rest.
+_KEYWORD_FIELD = np.dtype([("keyword", "S8"), ("rest", "V72")])
 
 
 # A value in the FITS fixed or free format, followed by nothing or a comment. The string
@@ -73,29 +79,56 @@ class Cards(Mapping[str, object]):
     in ``astropy.io.fits.Header``.
     """
 
-    def __init__(self, images: dict[str, bytes]) -> None:
-        self._images = images
+    def __init__(self, data: bytes, keywords: list[bytes]) -> None:
+        # ``keywords`` are the upper-cased 8-byte keyword fields of the cards before END.
+        self._data = data
+        self._keywords = keywords
+        # Reversed, so that the first card of a repeated keyword is the one that stays.
+        self._at = dict(zip(reversed(keywords), range(len(keywords) - 1, -1, -1), strict=True))
+        for keyword in _COMMENTARY:
+            self._at.pop(keyword, None)
         self._values: dict[str, object] = {}
 
-    def __getitem__(self, key: str) -> object:
-        key = key.upper()
-        try:
-            return self._values[key]
-        except KeyError:
-            pass
-        value = card_value(self._images[key])
-        self._values[key] = value
+    def _value(self, key: str) -> object:
+        """The value of ``key``, or ``_MISSING``."""
+        value = self._values.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        first = self._at.get(key.upper().encode("ascii", "replace").ljust(8), -1)
+        if first < 0 or len(key) > 8:
+            return _MISSING
+        last = first + 1
+        while last < len(self._keywords) and self._keywords[last] == b"CONTINUE":
+            # astropy appends every CONTINUE card to the card before it (even across
+            # blocks), whatever that card is.
+            last += 1
+        value = self._values[key] = card_value(self._data[first * CARD : last * CARD])
         return value
 
+    def __getitem__(self, key: str) -> object:
+        value = self._value(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: object = None) -> object:
+        """The value of ``key``, or ``default`` when the header has no such card."""
+        # Mapping.get would raise and catch a KeyError for every missing keyword.
+        value = self._value(key)
+        return default if value is _MISSING else value
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._images)
+        return (k.decode("ascii", "replace").rstrip() for k in self._at)
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._at)
 
 
 def read_header(fh: BinaryIO) -> tuple[Cards, int]:
     """Read the header that starts at the file's position, up to its END card's block.
+
+    The cards are indexed by their keyword fields, taken all at once from the bytes
+    (no loop over the cards in Python: most of the inventory's time otherwise).
 
     Returns
     -------
@@ -109,27 +142,23 @@ def read_header(fh: BinaryIO) -> tuple[Cards, int]:
     HeaderError
         If the file ends before an END card.
     """
-    images: dict[str, bytes] = {}
-    length = 0
-    last = None  # the keyword whose card came last, if that card is the one kept
+    blocks: list[bytes] = []
     while True:
         block = fh.read(BLOCK)
         if len(block) < BLOCK:
-            raise HeaderError(f"header has no END card in its {length + len(block)} bytes")
-        length += BLOCK
-        for start in range(0, BLOCK, CARD):
-            keyword = block[start : start + 8].rstrip()
-            if keyword == b"END":
-                return Cards(images), length
-            if keyword in _COMMENTARY:
-                if keyword == b"CONTINUE" and last is not None:
-                    # astropy appends every CONTINUE card to the card before it (even
-                    # across blocks), whatever that card is.
-                    images[last] += block[start : start + CARD]
-                else:
-                    last = None
-                continue
-            key = keyword.decode("ascii", "replace").upper()
-            card = block[start : start + CARD]
-            # A repeated keyword: its first card counts, as in astropy.
-            last = key if images.setdefault(key, card) is card else None
+            length = BLOCK * len(blocks) + len(block)
+            raise HeaderError(f"header has no END card in its {length} bytes")
+        blocks.append(block)
+        ends = np.flatnonzero(_keywords(block) == _END)
+        if ends.size:
+            break
+    data = b"".join(blocks)
+    n_cards = (len(blocks) - 1) * (BLOCK // CARD) + int(ends[0])
+    # Upper-cased as astropy indexes them: only the keyword fields (the values keep case).
+    fields = np.ascontiguousarray(_keywords(data)[:n_cards]).tobytes().upper()
+    return Cards(data, np.frombuffer(fields, dtype="S8").tolist()), len(data)
+
+
+def _keywords(data: bytes) -> np.ndarray:
+    """The 8-byte keyword fields of the cards in ``data``."""
+    return np.frombuffer(data, dtype=_KEYWORD_FIELD)["keyword"]

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import warnings
@@ -262,7 +263,7 @@ def _mjd(primary: Cards, sci: Cards, path: str) -> tuple[float, float, float]:
             value = float(value)
         except (TypeError, ValueError):
             return None
-        return value if np.isfinite(value) else None
+        return value if math.isfinite(value) else None
 
     def first(*values: float | None) -> float | None:
         return next((v for v in values if v is not None), None)
@@ -282,7 +283,7 @@ def _data_bytes(header: Cards) -> int:
     naxis = int(header.get("NAXIS", 0))
     if naxis == 0:
         return 0
-    count = int(np.prod([int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)], dtype=np.int64))
+    count = math.prod(int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1))
     return (
         abs(int(header["BITPIX"]))
         // 8
@@ -451,7 +452,7 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not np.isfinite(value)
+            or not math.isfinite(value)
             or value != int(value)
         ):
             raise InputError(f"{path}: header keyword {key}={value!r} is not an integer")
