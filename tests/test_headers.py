@@ -176,6 +176,37 @@ def test_a_byte_that_is_not_ascii_reads_as_astropy_reads_it_from_a_file(value, a
     assert _same(mine[1], astropys[1]) if mine[0] == "value" else mine[1] is astropys[1]
 
 
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+def test_cards_as_written_by_hand_read_as_astropy_reads_them():
+    """Lower-case keywords, a repeated keyword with CONTINUE cards after its second card,
+    CONTINUE after a comment, an END-like keyword, and the END card itself mid-block."""
+    cards = [
+        "SIMPLE  =                    T",
+        "naxis   =                    0",
+        "Filter  = 'F770W   '",
+        "LONG    = 'abc&'",
+        "CONTINUE  'def&'",
+        "CONTINUE  'ghi'",
+        "LONG    = 'second&'",
+        "CONTINUE  'not joined to the first'",
+        "COMMENT a comment",
+        "CONTINUE  'after a comment'",
+        "ENDTIME =                  1.5",
+        "END",
+    ]
+    text = "".join(c.ljust(80) for c in cards)
+    data = (text + " " * (-len(text) % 2880)).encode("ascii")
+    theirs = fits.Header.fromstring(data.decode("ascii"))
+    ours, length = read_header(io.BytesIO(data + b"\0" * 2880))
+    assert length == 2880
+    assert set(ours) == {"SIMPLE", "NAXIS", "FILTER", "LONG", "ENDTIME"}
+    for key in ("SIMPLE", "NAXIS", "naxis", "FILTER", "filter", "LONG", "ENDTIME"):
+        assert _same(ours[key], theirs[key]), key
+    assert ours["LONG"] == "abcdefghi"
+    assert ours.get("COMMENT") is None and ours.get("CONTINUE") is None
+    assert ours.get("A-KEYWORD-TOO-LONG", 3) == 3
+
+
 def test_header_without_end_is_an_error():
     image = fits.Header({"SIMPLE": True}).tostring().encode("ascii")[:2880]
     missing_end = image.replace(b"END" + b" " * 77, b" " * 80)
