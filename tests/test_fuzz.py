@@ -241,54 +241,13 @@ def test_random_byte_damage_in_headers_is_a_clean_error_or_harmless(base, flips)
         check_harmless(target, thr, exposure)
 
 
-def _page_cache_like(monkeypatch, cache: str) -> None:
-    """Make reads that ask for cached data only (``RWF_NOWAIT``) behave as ``cache`` says.
-
-    "partial": of such reads, one in three finds nothing cached and one in three part of
-    it (as on a cold or half-warm cache); "unsupported": refused, as by a kernel or file
-    system without the flag. "warm" leaves the page cache of the test's files as it is.
-    """
-    import errno
-    import itertools
-    import os
-
-    from miripersist import reader
-
-    if cache == "warm" or reader._NOWAIT is None:
-        return
-    real, calls = os.preadv, itertools.count()
-
-    def preadv(fd, buffers, offset, flags=0):
-        if flags != reader._NOWAIT:
-            return real(fd, buffers, offset, flags)
-        if cache == "unsupported":
-            raise OSError(errno.EOPNOTSUPP, "not supported")
-        k = next(calls) % 3
-        if k == 0:
-            raise BlockingIOError(errno.EAGAIN, "not cached")
-        if k == 1:
-            view = memoryview(buffers[0])
-            return real(fd, [view[: max(1, len(view) // 2)]], offset)
-        return real(fd, buffers, offset, flags)
-
-    monkeypatch.setattr(reader.os, "preadv", preadv)
-    monkeypatch.setattr(reader, "_NOWAIT", reader._NOWAIT)  # restored after the test
-
-
-@pytest.mark.parametrize("cache", ["warm", "partial", "unsupported"])
 @pytest.mark.parametrize("bitpix", [16, -32])
-def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(
-    tmp_path, monkeypatch, bitpix, cache
-):
-    """Any rows, groups and integration, read through one buffer per thread, sizes mixed,
-    whatever of the file the page cache holds."""
+def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(tmp_path, bitpix):
+    """Any rows, groups and integration, read through one buffer per thread, sizes mixed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from miripersist import reader
     from miripersist.inventory import ArrayLayout
     from miripersist.reader import brightest_rows
-
-    _page_cache_like(monkeypatch, cache)
 
     rng = np.random.default_rng(bitpix + 100)
     shape = (2, 6, 37, 29)
@@ -328,5 +287,3 @@ def test_brightest_rows_is_the_maximum_astropy_reads_in_any_thread(
         want = truth[integration, :groups, rows].max(axis=0)
         assert peak.dtype == (np.uint16 if bitpix == 16 else np.float64)
         np.testing.assert_array_equal(peak, want)
-    if cache == "unsupported":
-        assert reader._NOWAIT is None  # plain reads from then on

@@ -10,7 +10,6 @@ between tasks, as ``map_overlap`` would need.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import threading
@@ -41,10 +40,9 @@ def _stored_rows(
 ) -> np.ndarray:
     """The leading groups of whole rows of one integration, as stored (``layout.dtype``).
 
-    Read with one ``pread`` a group into ``buffer(nbytes)``'s bytes. Groups already in the
-    page cache are taken at once (:func:`_read_cached`); the others are first requested
-    from the kernel together (``posix_fadvise(WILLNEED)``: on a cold cache the reads go
-    to the disk at once instead of one group after another).
+    Every group's rows are requested from the kernel at once (``posix_fadvise(WILLNEED)``:
+    on a cold cache the reads go to the disk together instead of one group after another),
+    then read with one ``pread`` a group into ``buffer(nbytes)``'s bytes.
     """
     _, ngroups, ny, nx = layout.shape
     nrows = rows.stop - rows.start
@@ -54,43 +52,12 @@ def _stored_rows(
     buf = buffer(groups * span)
     fd = os.open(path, os.O_RDONLY)
     try:
-        cached = _read_cached(fd, buf, first, span, frame_bytes, groups)
-        if cached < groups:
-            _willneed(fd, first + cached * frame_bytes, span, frame_bytes, groups - cached)
-            for g in range(cached, groups):
-                _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
+        _willneed(fd, first, span, frame_bytes, groups)
+        for g in range(groups):
+            _pread_exactly(fd, path, buf[g * span : (g + 1) * span], first + g * frame_bytes)
     finally:
         os.close(fd)
     return buf.view(layout.dtype).reshape(groups, nrows, nx)
-
-
-#: ``preadv`` flag that reads only what the page cache holds (Linux); None where unknown.
-_NOWAIT = getattr(os, "RWF_NOWAIT", None)
-
-
-def _read_cached(fd: int, buf: np.ndarray, first: int, span: int, stride: int, groups: int) -> int:
-    """Read leading groups whole from the page cache, without waiting for a disk.
-
-    Returns how many were read. On a warm cache that is all of them, and the readahead
-    advice, which costs as much as a tenth of the read itself, is not needed.
-    """
-    global _NOWAIT
-    if _NOWAIT is None:
-        return 0
-    view = memoryview(buf)
-    for g in range(groups):
-        try:
-            got = os.preadv(fd, [view[g * span : (g + 1) * span]], first + g * stride, _NOWAIT)
-        except BlockingIOError:  # not cached (or not all of it)
-            return g
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                _NOWAIT = None  # a kernel or file system without it: plain reads from now on
-                return g
-            raise
-        if got < span:
-            return g
-    return groups
 
 
 def read_rows(
@@ -131,8 +98,9 @@ def brightest_rows(
     """The brightest of the leading groups of one integration, per pixel of whole rows.
 
     For the usual raw data (16-bit integers, BZERO 32768) the rows of every group are
-    read with one ``pread`` a group (see :func:`_stored_rows`) into a buffer kept per
-    thread, and reduced in the stored order: it is the physical order, so only the
+    requested from the kernel at once (``posix_fadvise(WILLNEED)``, so that a cold disk
+    gets all the reads together), then read with one ``pread`` a group into a buffer kept
+    per thread, and reduced in the stored order: it is the physical order, so only the
     one brightest plane is converted. Other encodings go through :func:`read_rows`.
 
     Returns
@@ -382,9 +350,10 @@ def _raw_groups(
 ) -> np.ndarray:
     """The leading groups (all by default) of whole rows of one integration, as stored.
 
-    The usual encoding only (big-endian int16, BZERO 32768). Read as
-    :func:`_stored_rows` reads, into this thread's buffer: the array is valid until the
-    thread's next read.
+    The usual encoding only (big-endian int16, BZERO 32768). Every group's rows are
+    requested from the kernel at once (``posix_fadvise(WILLNEED)``, so that a cold disk
+    gets all the reads together), then read with one ``pread`` a group into this
+    thread's buffer: the array is valid until the thread's next read.
     """
     groups = layout.shape[1] if groups is None else groups
     return _stored_rows(path, layout, integration, rows, groups, _thread_buffer)
