@@ -75,11 +75,8 @@ def package_versions() -> dict[str, str]:
 
 
 def _zarr_kwargs() -> dict:
-    import zarr
-
-    major = int(zarr.__version__.split(".")[0])
     # Format 2 stores fixed-width strings with a stable spec that every zarr reads.
-    return {"zarr_format": 2} if major >= 3 else {}
+    return {"zarr_format": 2}
 
 
 def _column(values: list, dtype=None) -> np.ndarray:
@@ -274,12 +271,14 @@ class Writer:
         group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
         # Array handles opened once: each group lookup reads the array's metadata file.
         # Chunks are written even when all False: zarr's test for an empty chunk compares
-        # every byte, which cost more than compressing and writing the chunk.
-        self.arrays = {
-            name: group[name].with_config({"write_empty_chunks": True})
-            for name in ("source", "mask", *self._COLUMNS)
-            if name in group  # a store of an earlier version has no result digests
-        }
+        # every byte, which cost more than compressing and writing the chunk. (An array
+        # takes the setting when it is opened; ``Array.with_config`` is zarr 3.1.6 and up.)
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            self.arrays = {
+                name: group[name]
+                for name in ("source", "mask", *self._COLUMNS)
+                if name in group  # a store of an earlier version has no result digests
+            }
         self.columns = {
             name: np.asarray(self.arrays[name][...])
             for name in self._COLUMNS
