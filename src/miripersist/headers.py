@@ -94,8 +94,9 @@ class Cards(Mapping[str, object]):
         value = self._values.get(key, _MISSING)
         if value is not _MISSING:
             return value
+        # A key longer than 8 characters is in no keyword field: not found.
         first = self._at.get(key.upper().encode("ascii", "replace").ljust(8), -1)
-        if first < 0 or len(key) > 8:
+        if first < 0:
             return _MISSING
         last = first + 1
         while last < len(self._keywords) and self._keywords[last] == b"CONTINUE":
@@ -143,22 +144,19 @@ def read_header(fh: BinaryIO) -> tuple[Cards, int]:
         If the file ends before an END card.
     """
     blocks: list[bytes] = []
+    keywords: list[np.ndarray] = []  # each block's 8-byte keyword fields
     while True:
         block = fh.read(BLOCK)
         if len(block) < BLOCK:
             length = BLOCK * len(blocks) + len(block)
             raise HeaderError(f"header has no END card in its {length} bytes")
         blocks.append(block)
-        ends = np.flatnonzero(_keywords(block) == _END)
+        keywords.append(np.frombuffer(block, dtype=_KEYWORD_FIELD)["keyword"])
+        ends = np.flatnonzero(keywords[-1] == _END)
         if ends.size:
             break
-    data = b"".join(blocks)
     n_cards = (len(blocks) - 1) * (BLOCK // CARD) + int(ends[0])
     # Upper-cased as astropy indexes them: only the keyword fields (the values keep case).
-    fields = np.ascontiguousarray(_keywords(data)[:n_cards]).tobytes().upper()
+    fields = np.concatenate(keywords)[:n_cards].tobytes().upper()
+    data = b"".join(blocks)
     return Cards(data, np.frombuffer(fields, dtype="S8").tolist()), len(data)
-
-
-def _keywords(data: bytes) -> np.ndarray:
-    """The 8-byte keyword fields of the cards in ``data``."""
-    return np.frombuffer(data, dtype=_KEYWORD_FIELD)["keyword"]
