@@ -74,9 +74,8 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _zarr_kwargs() -> dict:
-    # Format 2 stores fixed-width strings with a stable spec that every zarr reads.
-    return {"zarr_format": 2}
+#: Format 2 stores fixed-width strings with a stable spec that every zarr reads.
+_FORMAT = {"zarr_format": 2}
 
 
 def _column(values: list, dtype=None) -> np.ndarray:
@@ -128,7 +127,7 @@ def create(
     # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
     tmp = sibling(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    group = zarr.open_group(tmp, mode="w", **_zarr_kwargs())
+    group = zarr.open_group(tmp, mode="w", **_FORMAT)
     group.attrs.update(
         {key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()}
     )
@@ -166,7 +165,7 @@ def create(
                 "_ARRAY_DIMENSIONS": list(DIMS3),
             },
         )
-    zarr.consolidate_metadata(tmp, **_zarr_kwargs())
+    zarr.consolidate_metadata(tmp, **_FORMAT)
     replace(tmp, path)
 
 
@@ -268,7 +267,7 @@ class Writer:
         import zarr
 
         self.path = path
-        group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+        group = zarr.open_group(path, mode="r+", **_FORMAT)
         # Array handles opened once: each group lookup reads the array's metadata file.
         # Chunks are written even when all False: zarr's test for an empty chunk compares
         # every byte, which cost more than compressing and writing the chunk. (An array
@@ -343,11 +342,11 @@ def update_attrs(path: str, attrs: dict) -> None:
     """Add attributes to a store (JSON for dicts and lists) and consolidate its metadata."""
     import zarr
 
-    group = zarr.open_group(path, mode="r+", **_zarr_kwargs())
+    group = zarr.open_group(path, mode="r+", **_FORMAT)
     group.attrs.update(
         {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in attrs.items()}
     )
-    zarr.consolidate_metadata(path, **_zarr_kwargs())
+    zarr.consolidate_metadata(path, **_FORMAT)
 
 
 def _decoded(attrs) -> dict:
@@ -362,7 +361,7 @@ def open_store(path: str) -> xr.Dataset:
     """Open a store lazily (``xarray.open_zarr``); parameters come back as a dict attribute."""
     import xarray as xr
 
-    ds = xr.open_zarr(path, **_zarr_kwargs())
+    ds = xr.open_zarr(path, **_FORMAT)
     ds.attrs = _decoded(ds.attrs)
     return ds
 
@@ -380,7 +379,7 @@ class Stored:
         import zarr
 
         self.path = path
-        self.group = zarr.open_group(path, mode="r", **_zarr_kwargs())
+        self.group = zarr.open_group(path, mode="r", **_FORMAT)
         self.attrs = _decoded(self.group.attrs.asdict())
 
     def __contains__(self, name: str) -> bool:
