@@ -22,16 +22,18 @@ def graph_tasks(program, n_unsat: int = 3) -> list[tuple[int, int]]:
     """(exposures, tasks) of the lazy source graph for growing subsets of the program."""
     import dask
 
+    from miripersist import Parameters
     from miripersist.inventory import inventory
     from miripersist.reader import lazy_sources
     from miripersist.thresholds import Window, load_reference
 
     exposures, _ = inventory(program.files)
     ref = load_reference(program.saturation_ref)
+    tile = Parameters().tile
     out = []
     for n in (10, 100, len(exposures)):
         window = dask.delayed(Window(ref.window_for(exposures[0])), pure=True)
-        arrays = [lazy_sources(e, window, n_unsat, 1) for e in exposures[:n]]
+        arrays = [lazy_sources(e, window, n_unsat, 1, tile) for e in exposures[:n]]
         tasks = len(dask.base.collections_to_expr(arrays).__dask_graph__())
         out.append((n, tasks))
     return out

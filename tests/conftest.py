@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 # jwst steps run offline when CRDS is never asked for parameters or references and a cache
 # config names a context; set before anything imports stpipe.
 _CRDS = tempfile.mkdtemp(prefix="miripersist-crds-")
+atexit.register(shutil.rmtree, _CRDS, ignore_errors=True)
 os.makedirs(os.path.join(_CRDS, "config", "jwst"))
 with open(os.path.join(_CRDS, "config", "jwst", "server_config"), "w") as fh:
     fh.write(

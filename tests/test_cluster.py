@@ -118,10 +118,11 @@ def test_graph_grows_linearly_with_exposures(prog):
 
     e = read_exposure(prog.files[0])
     window = dask.delayed(Window(load_reference(prog.saturation_ref).window_for(e)), pure=True)
+    tile = Parameters().tile
 
     def tasks(n):
         arrays = [
-            lazy_sources(e.__class__(**{**e.__dict__, "path": f"{e.path}.{k}"}), window, 3, 1)
+            lazy_sources(e.__class__(**{**e.__dict__, "path": f"{e.path}.{k}"}), window, 3, 1, tile)
             for k in range(n)
         ]
         # The graphs merged as dask merges them for one computation (shared keys once).

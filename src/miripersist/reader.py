@@ -1,11 +1,11 @@
 """Lazy source maps: dask arrays over detector tiles, reading only the bytes needed.
 
-Each tile task maps, at the array's byte offset, the rows of the leading groups of the
-first integration that the tile and its growth halo cover, reduces them to their
-brightest value where they lie, and applies the pure functions of
-:mod:`miripersist.saturation`. Reading the halo (the
-reach of ``n_pix_grow_sat``) from disk makes tile seams invisible with no exchange
-between tasks, as ``map_overlap`` would need.
+Each tile task reads, from the array's byte offset, the rows of the leading groups of
+the first integration that the tile and its growth halo cover (one ``pread`` a group,
+all of them hinted to the kernel first), reduces them to their brightest value in the
+stored byte order, and applies the pure functions of :mod:`miripersist.saturation`.
+Reading the halo (the reach of ``n_pix_grow_sat``) from disk makes tile seams invisible
+with no exchange between tasks, as ``map_overlap`` would need.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def lazy_sources(
     thresholds: np.ndarray | Window | Delayed | None,
     n_unsat_threshold: int,
     n_pix_grow_sat: int,
-    tile: Sequence[int] = (512, 1032),
+    tile: Sequence[int],
     all_integrations: bool = False,
     integrations: Sequence[int] | None = None,
 ) -> da.Array:
@@ -410,7 +410,7 @@ def lazy_first_saturated(
     exposure: Exposure,
     thresholds: np.ndarray | Window | Delayed,
     n_pix_grow_sat: int,
-    tile: Sequence[int] = (256, 1032),
+    tile: Sequence[int],
 ) -> da.Array:
     """Each pixel's first SATURATED group per integration of one file, lazily.
 

@@ -105,8 +105,6 @@ def create(
     ``Dataset.to_zarr`` makes, without importing xarray and pandas into a run (0.4 s) or
     encoding through them (0.3 s).
     """
-    import zarr
-
     n = len(exposures)
     rows = [e.as_row() for e in exposures]
     coords = {key: _column([r[key] for r in rows]) for key in EXPOSURE_COORDS}
@@ -127,46 +125,67 @@ def create(
     # Built beside its final place and renamed in, so a crash never leaves half a skeleton.
     tmp = sibling(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    group = zarr.open_group(tmp, mode="w", **_FORMAT)
-    group.attrs.update(
-        {key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()}
-    )
-
-    def array(name: str, data: np.ndarray, dims: tuple[str, ...], chunks, **more) -> None:
-        fill = np.nan if data.dtype.kind == "f" else None
-        group.create_array(
-            name,
-            data=data,
-            chunks=chunks,
-            fill_value=fill,
-            attributes={**more, "_ARRAY_DIMENSIONS": list(dims)},
-        )
-
     # One chunk per per-exposure array: a block updates it with one file write (zarr
     # writes each chunk file atomically), instead of one file per exposure.
     whole = (max(n, 1),)
+    arrays: dict[str, dict] = {}
     for name, values in coords.items():
-        array(name, values, ("exposure",), whole)
+        arrays[name] = _spec(values, ("exposure",), whole)
     for name, values in per_exposure.items():
-        array(name, values, ("exposure",), whole, coordinates=listed)
-    array("user_mask", user_mask.astype(bool), ("y", "x"), "auto")
-    chunks3 = (max(1, min(chunk_exposures, n)), *DETECTOR_SHAPE)
+        arrays[name] = _spec(values, ("exposure",), whole, coordinates=listed)
+    arrays["user_mask"] = _spec(user_mask.astype(bool), ("y", "x"), "auto")
     for name, text in descriptions.items():
         # No chunk is written: an unwritten chunk reads as False until its block is stored.
-        group.create_array(
-            name,
-            shape=(n, *DETECTOR_SHAPE),
-            dtype=bool,
-            chunks=chunks3,
-            fill_value=None,
-            attributes={
+        arrays[name] = {
+            "shape": (n, *DETECTOR_SHAPE),
+            "dtype": bool,
+            "chunks": (max(1, min(chunk_exposures, n)), *DETECTOR_SHAPE),
+            "fill_value": None,
+            "attributes": {
                 "description": text,
                 "coordinates": listed,
                 "_ARRAY_DIMENSIONS": list(DIMS3),
             },
-        )
-    zarr.consolidate_metadata(tmp, **_FORMAT)
+        }
+    attributes = {
+        key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()
+    }
+    _sync(_skeleton(tmp, attributes, arrays))
     replace(tmp, path)
+
+
+def _spec(data: np.ndarray, dims: tuple[str, ...], chunks, **attributes) -> dict:
+    # As xarray encodes a variable: NaN fill for floats, dimension names in the attributes.
+    return {
+        "data": data,
+        "chunks": chunks,
+        "fill_value": np.nan if data.dtype.kind == "f" else None,
+        "attributes": {**attributes, "_ARRAY_DIMENSIONS": list(dims)},
+    }
+
+
+async def _skeleton(path: str, attributes: dict, arrays: dict[str, dict]) -> None:
+    """Write a group with ``attributes`` and ``arrays`` (name: create_array's arguments).
+
+    The arrays are created together: each is a few small files, and a file's creation
+    waits on the file system (on a network file system, on its metadata server), so
+    one after another they add up.
+    """
+    import asyncio
+
+    import zarr.api.asynchronous as azarr
+
+    group = await azarr.open_group(path, mode="w", **_FORMAT)
+    await group.update_attributes(attributes)
+    await asyncio.gather(*(group.create_array(name, **spec) for name, spec in arrays.items()))
+    await azarr.consolidate_metadata(path, **_FORMAT)
+
+
+def _sync(coroutine):
+    """Run ``coroutine`` on zarr's own event loop (the one its synchronous API uses)."""
+    from zarr.core.sync import sync
+
+    return sync(coroutine)
 
 
 def sibling(path: str, kind: str) -> str:
