@@ -89,7 +89,8 @@ def test_bad_checksum_is_named_when_asked(inputs, prog):
     path = one(inputs)
     with fits.open(path) as hdul:
         hdul.writeto(path, overwrite=True, checksum=True)
-    verify_checksums(str(path))  # intact
+    assert verify_checksums(str(path))  # intact, and verified
+    assert not verify_checksums(str(sorted(inputs.glob("*_uncal.fits"))[1]))  # none to verify
     with fits.open(path) as hdul:
         offset = hdul.fileinfo(1)["datLoc"] + 10
     with open(path, "r+b") as fh:
@@ -101,6 +102,13 @@ def test_bad_checksum_is_named_when_asked(inputs, prog):
         verify_checksums(str(path))
     with pytest.raises(InputError, match="verification failed"):
         run([str(inputs)], str(inputs.parent / "out"), [prog.saturation_ref], verify_checksums=True)
+
+
+def test_checksums_asked_of_files_without_them_is_said(tmp_path, prog, caplog):
+    ds = run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], verify_checksums=True)
+    assert ds.attrs["last_run"]["computed"] == len(prog.files)
+    said = [r.getMessage() for r in caplog.records if "CHECKSUM" in r.getMessage()]
+    assert len(said) == 1 and f"{len(prog.files)} of the inputs carry no CHECKSUM" in said[0]
 
 
 def _rewrite(path, edit):
@@ -261,6 +269,64 @@ def test_output_directory_that_cannot_be_made(tmp_path, prog):
     assert code == 2
 
 
+@pytest.mark.parametrize("what", ["inputs", "directory", "file", "output_dir", "parent"])
+def test_store_path_that_is_not_a_store_is_never_replaced(tmp_path, inputs, prog, capsys, what):
+    out = tmp_path / "out"
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    target = {
+        "inputs": inputs,
+        "directory": precious,
+        "file": precious / "notes.txt",
+        "output_dir": out,
+        "parent": tmp_path,
+    }[what]
+    before = {p: sha256(p) for p in tmp_path.rglob("*") if p.is_file()}
+    argv = ["run", str(inputs), "--output-dir", str(out), "--saturation-ref", prog.saturation_ref]
+    code = main([*argv, "--store", str(target), "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(target) in err
+    assert {p: sha256(p) for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not out.exists(), "a refused run makes nothing"
+
+
+def test_a_refused_run_leaves_no_output_directory_behind(tmp_path, prog):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="--history store cannot be read"):
+        run([prog.directory], str(out), [prog.saturation_ref], history=str(tmp_path / "no.zarr"))
+    assert not out.exists()
+    out.mkdir()  # the user's own directory stays
+    with pytest.raises(ConfigError):
+        run([prog.directory], str(out), [prog.saturation_ref], history=str(tmp_path / "no.zarr"))
+    assert out.is_dir()
+
+
+def test_a_store_in_a_directory_that_is_not_writable_is_refused(tmp_path, prog, monkeypatch):
+    locked = tmp_path / "locked"  # as a read-only file system is, even to root
+    locked.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(locked) and access(p, mode))
+    with pytest.raises(ConfigError, match=f"{locked} is not writable"):
+        run(
+            [prog.directory],
+            str(tmp_path / "out"),
+            [prog.saturation_ref],
+            store=str(locked / "s.zarr"),
+        )
+    assert not list(locked.iterdir()) and not (tmp_path / "out").exists()
+
+
+def test_store_path_that_is_an_empty_directory_or_a_store_is_used(tmp_path, prog):
+    place = tmp_path / "store.zarr"
+    place.mkdir()
+    args = ([prog.directory], str(tmp_path / "out"), [prog.saturation_ref])
+    ds = run(*args, store=str(place))
+    assert ds.attrs["last_run"]["computed"] == len(prog.files)
+    again = run(*args, store=str(place), overwrite=True)
+    assert again.attrs["last_run"]["computed"] == len(prog.files)
+
+
 def test_reference_that_is_not_saturation_or_does_not_cover(tmp_path, prog):
     with pytest.raises(ConfigError, match="REFTYPE is MASK"):
         run([prog.directory], str(tmp_path / "o1"), [prog.mask_ref])
@@ -278,6 +344,8 @@ def test_reference_that_is_not_saturation_or_does_not_cover(tmp_path, prog):
         ("x,y\n-3,2\n", "lie off"),
         ("col1,col2\n1,2\n", "no 'x' column"),
         ("x\n1\n", "no 'y' column"),
+        ("", "user mask table is empty"),
+        ("\n  \n", "user mask table is empty"),
     ],
 )
 def test_bad_user_mask_tables(tmp_path, prog, text, words):
@@ -285,6 +353,33 @@ def test_bad_user_mask_tables(tmp_path, prog, text, words):
     path.write_text(text)
     with pytest.raises(ConfigError, match=words):
         run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], user_mask=str(path))
+
+
+def test_user_mask_named_fits_that_is_not_fits(tmp_path, prog):
+    path = tmp_path / "mask.fits"
+    path.write_bytes(b"garbage\x00\x01 not a header")
+    with pytest.raises(ConfigError, match="user mask is not a FITS file"):
+        run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], user_mask=str(path))
+
+
+@pytest.mark.parametrize("what", ["reference", "user_mask"])
+def test_truncated_small_fits_is_named_truncated_in_one_line(tmp_path, prog, capsys, what):
+    whole = tmp_path / "whole.fits"
+    if what == "reference":
+        shutil.copy(prog.saturation_ref, whole)
+    else:
+        fits.writeto(whole, np.zeros((1024, 1032), np.uint8))
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(whole.read_bytes()[:20000])
+    argv = ["run", prog.directory, "--output-dir", str(tmp_path / "out")]
+    if what == "reference":
+        argv += ["--saturation-ref", str(cut)]
+    else:
+        argv += ["--saturation-ref", prog.saturation_ref, "--user-mask", str(cut)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err], "one line, no astropy warnings beside it"
+    assert str(cut) in err and "file is truncated" in err
 
 
 def test_user_mask_image_of_wrong_shape(tmp_path, prog):

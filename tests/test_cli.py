@@ -151,6 +151,9 @@ def test_run_prints_summary_and_exits_zero(tmp_path, small, small_groupdq, capsy
         (["--flags", "NOT_A_FLAG"], "not a jwst pixel DQ flag"),
         (["--n-unsat-threshold", "-1"], "must be 0 or more"),
         (["--user-mask", "/nonexistent/mask.csv"], "cannot read user mask"),
+        (["--batch", "0"], "--batch must be 1 or more, not 0"),
+        (["--threads-per-worker", "2"], "--threads-per-worker is for a local cluster"),
+        (["--method", "snowblind", "--integrations", "all"], "--integrations does not apply"),
     ],
 )
 def test_configuration_errors_exit_two_with_one_line(tmp_path, small, capsys, args, message):
@@ -158,6 +161,22 @@ def test_configuration_errors_exit_two_with_one_line(tmp_path, small, capsys, ar
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_cluster_options_are_one_of_three(tmp_path, small, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(run_args(small, tmp_path, "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"))
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_version_is_the_packages(capsys):
+    from miripersist import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"miripersist {__version__}\n"
 
 
 def test_glob_matching_nothing_names_it(tmp_path, capsys):

@@ -279,9 +279,39 @@ def test_outputs_of_another_run_are_not_overwritten(tmp_path, program):
     assert not (tmp_path / "other.zarr").exists()
 
 
+@pytest.mark.parametrize(("jwst", "warned"), [("1.19.2", True), ("2.0.1", False)])
+def test_sidecars_with_a_jwst_whose_dq_init_cannot_read_them_are_warned_of(
+    tmp_path, program, monkeypatch, caplog, jwst, warned
+):
+    from miripersist import store
+
+    monkeypatch.setattr(store, "package_versions", lambda: {"miripersist": "0", "jwst": jwst})
+    run([program.directory], str(tmp_path), [program.saturation_ref], Parameters(mode="sidecar"))
+    said = [r.getMessage() for r in caplog.records if "user_supplied_dq" in r.getMessage()]
+    assert len(said) == int(warned)
+    assert all(f"jwst {jwst} (installed here)" in line for line in said)
+
+
+def test_a_refusal_names_the_changed_options_as_the_user_gave_them(tmp_path, program):
+    mask_a, mask_b = tmp_path / "a.csv", tmp_path / "b.csv"
+    mask_a.write_text("x,y\n10,10\n")
+    mask_b.write_text("x,y\n20,20\n")
+    args = ([program.directory], str(tmp_path / "out"), [program.saturation_ref])
+    run(*args, user_mask=str(mask_a))
+    with pytest.raises(ConfigError) as info:
+        run(*args, Parameters(window_days=1 / 24), user_mask=str(mask_b))
+    message = str(info.value)
+    assert f"--user-mask {mask_a} -> {mask_b}" in message
+    assert "--window inf (a source masks every later exposure) -> 3600 s (1 h)" in message
+    assert "sha256" not in message and "window_days" not in message
+    mask_a.write_text("x,y\n30,30\n")
+    with pytest.raises(ConfigError, match="--user-mask .*a.csv \\(its content changed\\)"):
+        run(*args, user_mask=str(mask_a))
+
+
 def test_a_store_of_other_parameters_is_refused_not_mixed(tmp_path, program):
     run([program.directory], str(tmp_path), [program.saturation_ref])
-    with pytest.raises(ConfigError, match="other parameters .*n_pix_grow_sat 1 -> 2"):
+    with pytest.raises(ConfigError, match="other parameters .*--n-pix-grow-sat 1 -> 2"):
         run(
             [program.directory],
             str(tmp_path),

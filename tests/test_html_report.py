@@ -88,6 +88,15 @@ def test_the_page_is_self_contained(reported):
         assert exists == (rep / href).exists()
         assert exists != (name == gone.name)
     assert "not a FITS file" in text and "jw09999001001_02101_00001_mirimage_uncal.fits" in text
+    assert "user_mask_sha256" not in text, "no digest of a user mask the run did not have"
+
+
+def test_the_parameters_name_the_user_masks_digest_when_there_was_one():
+    from miripersist.html_report import _parameter_rows
+
+    parameters = {"mode": "copy", "user_mask_sha256": "ab12"}
+    assert ("user_mask_sha256", "ab12") in _parameter_rows(parameters, "mask.csv")
+    assert [key for key, _ in _parameter_rows(parameters, "")] == ["mode"]
 
 
 def test_the_report_writes_every_file(reported):

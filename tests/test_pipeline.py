@@ -322,6 +322,26 @@ def test_parameters_the_step_cannot_take_are_refused(kwargs, match):
         Parameters(method="pipeline", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("method", "option", "value"),
+    [
+        ("pipeline", "n_unsat_threshold", 5),
+        ("pipeline", "integrations", "all"),
+        ("pipeline", "dilate", 1),
+        ("pipeline", "compress", True),
+        ("snowblind", "n_unsat_threshold", 0),
+        ("snowblind", "integrations", "all"),
+    ],
+)
+def test_options_a_method_does_not_use_are_refused(method, option, value):
+    base = {"window_days": 0.01, "mode": "sidecar"}
+    Parameters(method=method, **base)  # the defaults are accepted
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"^{flag} does not apply to --method {method}$"):
+        Parameters(method=method, **base, **{option: value})
+    Parameters(method="notebook", **base, **{option: value})  # the notebook uses each
+
+
 def test_dq_init_and_saturation_keep_the_copies_group_flags(program, tmp_path):
     """calwebb_detector1 reads the copy's GROUPDQ: dq_init and saturation OR into it."""
     from jwst.dq_init import DQInitStep

@@ -114,3 +114,26 @@ def test_stored_view_reads_what_xarray_reads(program, tmp_path):
             np.testing.assert_array_equal(view[name], ds[name].values, err_msg=name)
     assert "segment_files" in view and "nothing" not in view
     np.testing.assert_array_equal(view.images("mask", [1, 0]), ds["mask"].values[[1, 0]])
+
+
+def test_an_interrupt_lets_the_stores_zarr_work_finish_first():
+    """Ctrl-C while zarr's tasks run: they finish, then the interrupt is raised."""
+    import asyncio
+    import signal
+    import threading
+
+    finished = []
+
+    async def work(seconds):
+        await asyncio.sleep(seconds)
+        finished.append(seconds)
+        return seconds
+
+    # To the main thread, as a terminal's Ctrl-C reaches a process blocked there.
+    main = threading.main_thread().ident
+    timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        store._sync(work, 0.5)
+    assert finished == [0.5]
+    assert store._sync(work, 0.0) == 0.0

@@ -27,3 +27,25 @@ def test_layout_is_astropys(columns):
         max_lines=-1, max_width=-1
     )
     assert fixed_width(columns) == expected
+
+
+def test_a_few_masked_pixels_are_not_shown_as_none():
+    from miripersist.summary import last_run_line, summary_columns
+
+    ds = {
+        "file": ["a_uncal.fits", "b_uncal.fits", "c_uncal.fits"],
+        "detector": ["MIRIMAGE"] * 3,
+        "filter": ["F770W"] * 3,
+        "subarray": ["FULL", "FULL", "SUB64"],
+        "mid_mjd": [60000.0, 60000.1, 60000.2],
+        "n_source": [5, 0, 0],
+        "n_masked": [0, 2, 2],
+        "xsize": [1032, 1032, 72],
+        "ysize": [1024, 1024, 64],
+    }
+    columns = summary_columns(ds)
+    assert columns["masked_pct"] == ["0.0", "<0.001", "0.043"]
+    assert columns["mid_time"][0] == "2023-02-25T00:00:00"
+    assert last_run_line({"computed": 1, "written": 1}).startswith(
+        "this run: 1 exposure computed, 0 reused from the store; 1 output written"
+    )

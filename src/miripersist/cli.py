@@ -40,6 +40,19 @@ def _duration(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is read (from the package's metadata) only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from . import __version__
+
+        print(f"miripersist {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -47,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mask JWST MIRI persistence from saturation in earlier exposures.",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="mask persistence in a set of uncal files")
@@ -104,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--flags",
         default=None,
-        help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE)",
+        help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE; "
+        "PERSISTENCE for --method pipeline)",
     )
     run.add_argument(
         "--method",
@@ -164,21 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="start afresh: replace the store and existing outputs",
     )
     dist = run.add_argument_group("dask cluster (default: threads in this process)")
-    dist.add_argument("--scheduler", metavar="ADDRESS", help="address of a running scheduler")
-    dist.add_argument(
+    where = dist.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running scheduler")
+    where.add_argument(
         "--scheduler-file",
         metavar="FILE",
         help="scheduler file (dask scheduler --scheduler-file, dask-mpi, dask-jobqueue)",
     )
-    dist.add_argument(
+    where.add_argument(
         "--workers", type=int, metavar="N", help="start a local cluster of N worker processes"
     )
     dist.add_argument(
         "--threads-per-worker",
         type=int,
-        default=1,
         metavar="M",
-        help="threads per local worker (default 1)",
+        help="threads per local worker, with --workers (default 1)",
     )
     run.add_argument(
         "--batch",
@@ -335,6 +350,8 @@ def _importing(module: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.threads_per_worker is not None and args.workers is None:
+        raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
     with _importing("miripersist.engine"):
         _dask_array_lean()
         from .cluster import check_workers, connect, disconnect
@@ -424,6 +441,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Said(logging.Formatter):
+    """``miripersist: warning: ...`` for every warning, whether or not its text says so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING and not text.startswith("warning:"):
+            text = "warning: " + text
+        return "miripersist: " + text
+
+
 def _terminate(signum, frame) -> None:
     # SIGTERM (a batch system's wall-time kill) stops like Ctrl-C: temporaries are removed,
     # finished outputs and the store stay consistent, and a rerun resumes.
@@ -497,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logger was given by a host program.
     own = logging.getLogger("miripersist")
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("miripersist: %(message)s"))
+    console.setFormatter(_Said())
     propagate = own.propagate
     own.addHandler(console)
     own.propagate = False

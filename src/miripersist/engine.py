@@ -8,6 +8,7 @@ writing overlap. Memory is bounded by the block size, not by the number of expos
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ import numpy as np
 from . import lock as run_lock
 from . import resume
 from . import store as store_mod
-from .errors import ConfigError, InputError, MiripersistError
+from .errors import ConfigError, InputError, MiripersistError, brief
 from .fitsimage import smallest_unsigned
 from .inventory import (
     DETECTOR_SHAPE,
@@ -172,15 +173,53 @@ def _user_mask_digest(mask: np.ndarray) -> str:
     return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
 
 
-def _previous_run(store_path: str, record: dict) -> store_mod.Stored | None:
+def _warn_if_sidecars_unread(params: Parameters) -> None:
+    """Say so when the jwst installed here cannot read the sidecars a run would write."""
+    if params.mode != "sidecar" or not params.rule.writes_dq_sidecars:
+        return
+    installed = store_mod.package_versions()["jwst"]
+    major = installed.split(".", 1)[0]
+    if major.isdigit() and int(major) < 2:
+        log.warning(
+            "warning: sidecars are read by dq_init's user_supplied_dq, which jwst %s "
+            "(installed here) does not have (jwst 2.0 added it); for calwebb_detector1 of "
+            "this jwst use --mode copy",
+            installed,
+        )
+
+
+def _empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.listdir(path)
+
+
+def _check_store_path(store_path: str, output_dir: str) -> None:
+    """Refuse a store path that is not for a store: a run (with --overwrite) replaces it."""
+    if os.path.exists(store_path) and not _empty_dir(store_path):
+        if not store_mod.is_store(store_path):
+            raise ConfigError(
+                f"{store_path}: exists and is not a miripersist store; a run would replace "
+                "it, so name a new path for the store"
+            )
+    parent = os.path.dirname(store_path)
+    if os.path.isdir(parent) and not os.access(parent, os.W_OK):
+        raise ConfigError(f"{store_path}: the store's directory {parent} is not writable")
+    if os.path.commonpath([store_path, output_dir]) == store_path:
+        raise ConfigError(
+            f"{store_path}: the store cannot be the output directory or hold it; name "
+            "another path for the store (by default it is persistence.zarr in the output "
+            "directory)"
+        )
+
+
+def _previous_run(store_path: str, record: dict, user_mask: str | None) -> store_mod.Stored | None:
     """The store of an earlier run with the same parameters, or None; refuse a different one."""
-    if not os.path.exists(store_path):
+    if not os.path.exists(store_path) or _empty_dir(store_path):
         return None
     try:
         previous = store_mod.Stored(store_path)
     except Exception as exc:  # zarr raises many kinds on a damaged store
         raise ConfigError(
-            f"{store_path}: store cannot be read ({exc!s:.120}); replace it with --overwrite "
+            f"{store_path}: store cannot be read ({brief(exc, 120)}); replace it with --overwrite "
             "(overwrite=True in Python)"
         ) from None
     old = previous.attrs.get("parameters", {})
@@ -201,12 +240,29 @@ def _previous_run(store_path: str, record: dict) -> store_mod.Stored | None:
     old = {"method": "notebook", "compress": False, "keep_names": False, **old}
     differ = [k for k in keys if old.get(k) != record.get(k)]
     if differ:
-        what = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in differ)
+        said = {"user_mask": previous.attrs.get("user_mask", ""), "now": user_mask or ""}
+        what = ", ".join(_change(k, old, record, said) for k in differ)
         raise ConfigError(
             f"{store_path}: store was made with other parameters ({what}); "
             "use --overwrite (overwrite=True in Python) or another --store (store=...)"
         )
     return previous
+
+
+def _change(key: str, old: dict, new: dict, masks: dict) -> str:
+    """One parameter's change as the user gave it: option name and readable values."""
+    if key == "user_mask_sha256":
+        before, now = masks["user_mask"] or "none", masks["now"] or "none"
+        changed = " (its content changed)" if before == now else ""
+        return f"--user-mask {before} -> {now}{changed}"
+    if key == "window_days":
+        before, now = (window_words(float(d.get(key, "inf"))) for d in (old, new))
+    elif key == "flags":
+        before, now = (d.get("flags_names", d[key]) for d in (old, new))
+    else:
+        before, now = old.get(key), new.get(key)
+    option = {"window_days": "window"}.get(key, key)
+    return f"--{option.replace('_', '-')} {before} -> {now}"
 
 
 def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume.Identity:
@@ -461,29 +517,40 @@ def run_to_store(
     skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
+    store_path = store or os.path.join(output_dir, "persistence.zarr")
+    _check_store_path(store_path, output_dir)
+    _warn_if_sidecars_unread(params)
+    made = not os.path.exists(output_dir)
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{output_dir}: cannot make output directory ({exc.strerror})") from None
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"{output_dir}: output directory is not writable")
-    store_path = store or os.path.join(output_dir, "persistence.zarr")
-    with run_lock.exclusive(output_dir, store_path):
-        scan = _prepare(
-            output_dir,
-            store_path,
-            params,
-            inputs_found,
-            references,
-            skipped,
-            umask,
-            user_mask,
-            record,
-            overwrite,
-            history,
-        )
-        counts, stale = _scan_and_write(scan, params, umask, progress)
-        return _finish(scan, counts, stale, store_path, skipped, history)
+    try:
+        with run_lock.exclusive(output_dir, store_path):
+            scan = _prepare(
+                output_dir,
+                store_path,
+                params,
+                inputs_found,
+                references,
+                skipped,
+                umask,
+                user_mask,
+                record,
+                overwrite,
+                history,
+            )
+            counts, stale = _scan_and_write(scan, params, umask, progress)
+            return _finish(scan, counts, stale, store_path, skipped, history)
+    except MiripersistError:
+        if made:
+            # A run refused before it wrote anything leaves no trace (rmdir of an empty
+            # directory only: anything written stays for the rerun).
+            with contextlib.suppress(OSError):
+                os.rmdir(output_dir)
+        raise
 
 
 @dataclass
@@ -532,7 +599,7 @@ def _prepare(
     remove_stale_temporaries(output_dir)
     for line in store_mod.remove_stale(store_path):
         log.info("%s: %s (left by a run that died)", store_path, line)
-    previous = None if overwrite else _previous_run(store_path, record)
+    previous = None if overwrite else _previous_run(store_path, record, user_mask)
 
     # The scan: this run's inputs merged with what the store remembers (see resume.py).
     rows = _store_rows(previous) if previous is not None else []

@@ -22,3 +22,20 @@ class ConfigError(MiripersistError):
     """The command line or the configuration is wrong (exit code 2)."""
 
     exit_code = 2
+
+
+def brief(text: object, limit: int = 160) -> str:
+    """Another library's message in one line: whitespace collapsed, cut at a word.
+
+    Parameters
+    ----------
+    text : object
+        The message (an exception's ``str`` is taken).
+    limit : int
+        Most characters kept; a longer message ends at the last whole word, then "...".
+    """
+    words = " ".join(str(text).split())
+    if len(words) <= limit:
+        return words
+    cut = words[:limit].rsplit(" ", 1)[0] if " " in words[:limit] else words[:limit]
+    return cut.rstrip(" ,;:") + " ..."

@@ -9,7 +9,7 @@ import xarray as xr
 
 from . import resume
 from . import store as store_mod
-from .errors import ConfigError
+from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE, Exposure
 from .scan import new_carry
 
@@ -25,7 +25,7 @@ def _open_history(path: str) -> xr.Dataset:
     try:
         return store_mod.open_store(path)
     except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
-        raise ConfigError(f"{path}: --history store cannot be read ({exc!s:.120})") from None
+        raise ConfigError(f"{path}: --history store cannot be read ({brief(exc, 120)})") from None
 
 
 def _check_history(past: xr.Dataset, exposures: Sequence[Exposure], method: str) -> None:

@@ -291,9 +291,11 @@ def _link_label(k: int, n: int) -> str:
     return "open" if n == 1 else f"seg {k + 1}"
 
 
-def _parameter_rows(parameters: dict) -> list[tuple[str, object]]:
+def _parameter_rows(parameters: dict, user_mask: str) -> list[tuple[str, object]]:
     rows = []
     for key, value in parameters.items():
+        if key == "user_mask_sha256" and not user_mask:
+            continue  # the digest of an empty mask: there was none
         if key == "flags" and parameters.get("flags_names"):
             names = parameters["flags_names"]
             names = names if isinstance(names, str) else ",".join(map(str, names))
@@ -425,7 +427,7 @@ def render(
         + "</div>",
         "".join(f"<p class='warn'>{note}</p>" for note in notes),
         "<h2 id='run'>The run</h2><div class='grid'>",
-        f"<div><h3>Parameters</h3>{_kv(_parameter_rows(params))}</div>",
+        f"<div><h3>Parameters</h3>{_kv(_parameter_rows(params, info.get('user_mask', '')))}</div>",
         f"<div><h3>Inputs</h3>{_kv(inputs)}<h3 style='margin-top:1em'>SATURATION references"
         f"</h3>{_kv(refs)}<h3 style='margin-top:1em'>Record</h3>{_kv(others)}</div>",
         f"<div><h3>Versions</h3>{_kv(sorted(info.get('versions', {}).items()))}</div>",

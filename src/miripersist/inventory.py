@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, brief
 from .headers import BLOCK, Cards, HeaderError, read_header
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def association_members(path: str) -> list[str]:
             asn = json.load(fh)
         members = [m for product in asn["products"] for m in product["members"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a jwst association file ({exc!s:.120})") from None
+        raise ConfigError(f"{path}: not a jwst association file ({brief(exc, 120)})") from None
     base = os.path.dirname(os.path.abspath(path))
     found = [
         os.path.join(base, m["expname"])
@@ -530,8 +530,13 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
     )
 
 
-def verify_checksums(path: str) -> None:
+def verify_checksums(path: str) -> bool:
     """Check the CHECKSUM and DATASUM of every HDU that has them (reads the whole file).
+
+    Returns
+    -------
+    bool
+        Whether any HDU had them (False: nothing could be verified).
 
     Raises
     ------
@@ -542,14 +547,16 @@ def verify_checksums(path: str) -> None:
         warnings.simplefilter("always", AstropyWarning)
         try:
             with fits.open(path, checksum=True, memmap=False) as hdul:
-                for _ in hdul:
-                    pass
+                carried = False
+                for hdu in hdul:
+                    carried |= "CHECKSUM" in hdu.header or "DATASUM" in hdu.header
         except Exception as exc:  # astropy raises many kinds on damaged files
-            raise InputError(f"{path}: not a readable FITS file ({exc!s:.160})") from None
+            raise InputError(f"{path}: not a readable FITS file ({brief(exc)})") from None
     for w in caught:
         text = str(w.message).strip()
         if "verification failed" in text:
             raise InputError(f"{path}: {text[0].lower()}{text[1:].rstrip('.')}")
+    return carried
 
 
 def _problems_between(exposures: Sequence[Exposure]) -> list[tuple[Exposure, str]]:
@@ -690,16 +697,25 @@ def inventory(
     """
     good: list[Exposure] = []
     bad: list[tuple[str, str]] = []
+    unverified: list[str] = []
     for p in paths:
         try:
             e = read_exposure(p)
-            if e is not None and checksums:
-                verify_checksums(p)
+            if e is not None and checksums and not verify_checksums(p):
+                unverified.append(str(p))
         except InputError as exc:
             bad.append((str(p), str(exc)))
             continue
         if e is not None:
             good.append(e)
+    if unverified:
+        log.warning(
+            "warning: %d of the inputs carry no CHECKSUM or DATASUM, so they were not "
+            "verified (%s%s)",
+            len(unverified),
+            unverified[0],
+            " and others" if len(unverified) > 1 else "",
+        )
     good, broken = group_segments(good)
     bad += broken
     for e, problem in _problems_between(good):

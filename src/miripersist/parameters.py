@@ -116,8 +116,10 @@ class Parameters:
             raise ConfigError("--keep-names is for --mode copy (sidecars have their own names)")
         if self.compress and self.mode != "sidecar":
             raise ConfigError("--compress is for --mode sidecar (copies stay byte copies)")
-        if min(self.tile) < 1 or self.batch < 1:
-            raise ConfigError("tile sizes and batch must be positive")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be 1 or more, not {self.batch}")
+        if min(self.tile) < 1:
+            raise ConfigError(f"tile sizes must be positive, not {self.tile}")
         rule.check(self)
 
     @property

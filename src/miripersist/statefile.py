@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, brief
 from .saturation import pixels
 
 #: Name of the state after a run's last exposures, in the output directory.
@@ -152,7 +152,9 @@ def read_state(path: str, pers_time: int, shape: tuple[int, int]) -> dict[str, n
                 image[rows, cols] = np.asarray(entry["vals"], dtype=np.float64)
                 out[str(detector)] = image
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a persistence-array ASDF file ({exc!s:.120})") from None
+        raise ConfigError(
+            f"{path}: not a persistence-array ASDF file ({brief(exc, 120)})"
+        ) from None
     return out
 
 

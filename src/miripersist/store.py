@@ -150,7 +150,7 @@ def create(
     attributes = {
         key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()
     }
-    _sync(_skeleton(tmp, attributes, arrays))
+    _sync(_skeleton, tmp, attributes, arrays)
     replace(tmp, path)
 
 
@@ -181,11 +181,44 @@ async def _skeleton(path: str, attributes: dict, arrays: dict[str, dict]) -> Non
     await azarr.consolidate_metadata(path, **_FORMAT)
 
 
-def _sync(coroutine):
-    """Run ``coroutine`` on zarr's own event loop (the one its synchronous API uses)."""
+def _sync(function, *args):
+    """Run the coroutine ``function(*args)`` on zarr's event loop to its end; return its value.
+
+    Zarr's own ``sync`` waits in the calling thread, where an interrupt (Ctrl-C) would
+    leave the coroutine's tasks running, to be torn down with the interpreter in a
+    screenful of asyncio's complaints. The wait is in a thread of its own instead: the
+    work (a fraction of a second) is finished, then the interrupt raised.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from zarr.core.sync import sync
 
-    return sync(coroutine)
+    interrupted = False
+    with ThreadPoolExecutor(1, thread_name_prefix="miripersist-zarr") as pool:
+        future = pool.submit(lambda: sync(function(*args)))
+        while True:
+            try:
+                result = future.result()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def is_store(path: str) -> bool:
+    """Whether ``path`` is a store this tool made: its group attributes name miripersist.
+
+    Read from the group's ``.zattrs`` alone (no zarr), so that any other file or
+    directory a user names as the store is told apart before anything replaces it.
+    """
+    try:
+        with open(os.path.join(path, ".zattrs"), encoding="utf-8") as fh:
+            versions = json.loads(json.load(fh)["versions"])
+        return "miripersist" in versions
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def sibling(path: str, kind: str) -> str:

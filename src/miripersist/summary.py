@@ -31,7 +31,11 @@ def summary_columns(ds: xr.Dataset | Stored) -> dict[str, list[str]]:
         "mid_time": [t[:19] for t in Time(np.asarray(ds["mid_mjd"]), format="mjd").isot],
         "new_sources": [str(int(v)) for v in np.asarray(ds["n_source"])],
         "masked": [str(int(v)) for v in masked],
-        "masked_pct": [str(float(v)) for v in np.round(100.0 * masked / frame, 3)],
+        # A few pixels of a full frame round to 0.0 %: said as under the last place shown.
+        "masked_pct": [
+            "<0.001" if m and p == 0 else str(float(p))
+            for m, p in zip(masked, np.round(100.0 * masked / frame, 3), strict=True)
+        ],
     }
     if "segment_files" in ds:
         files = np.asarray(ds["segment_files"]).astype(str)
@@ -59,6 +63,10 @@ def fixed_width(columns: dict[str, list[str]]) -> list[str]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _rule_line(parameters: dict) -> str:
     from .parameters import window_words
 
@@ -73,10 +81,10 @@ def _rule_line(parameters: dict) -> str:
 def last_run_line(counts: dict) -> str:
     """What this call did, in one line; says so when it had nothing to do."""
     text = (
-        f"this run: {counts.get('computed', 0)} exposures computed, "
+        f"this run: {_count(counts.get('computed', 0), 'exposure')} computed, "
         f"{counts.get('reused', 0)} reused from the store"
         + (f" ({counts['retained']} not named by this run)" if counts.get("retained") else "")
-        + f"; {counts.get('written', 0)} outputs written, "
+        + f"; {_count(counts.get('written', 0), 'output')} written, "
         f"{counts.get('unchanged', 0)} unchanged"
     )
     if not counts.get("computed") and not counts.get("written"):
@@ -94,6 +102,8 @@ def format_summary(ds: xr.Dataset | Stored) -> str:
         lines.append(last_run_line(last))
     skipped = ds.attrs.get("skipped", [])
     if skipped:
-        lines.append(f"\n{len(skipped)} inputs left out (their saturation is not propagated):")
+        lines.append(
+            f"\n{_count(len(skipped), 'input')} left out (their saturation is not propagated):"
+        )
         lines += [f"  {item['problem']}" for item in skipped]
     return "\n".join(lines)

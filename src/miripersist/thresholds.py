@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.io import fits
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, brief
 from .flags import NO_SAT_CHECK
 from .inventory import Exposure
 from .saturation import pixels, uint16_limits
+from .smallfits import reading
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def load_reference(path: str) -> SaturationReference:
 
 @functools.lru_cache(maxsize=16)
 def _load_reference(path: str, size: int, mtime_ns: int) -> SaturationReference:
-    try:
+    with reading(path, "saturation reference"):
         # The content, not the path, identifies a reference: a rerun with a corrected file
         # under the same name must recompute, and a moved file need not.
         with open(path, "rb") as fh:
@@ -159,10 +160,6 @@ def _load_reference(path: str, size: int, mtime_ns: int) -> SaturationReference:
                 raise ConfigError(f"{path}: no SCI extension, not a SATURATION reference")
             data = hdul["SCI"].data
             dq = hdul["DQ"].data if "DQ" in hdul else None
-    except ConfigError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: cannot read saturation reference ({exc})") from exc
     if data is None or data.ndim != 2:
         raise ConfigError(f"{path}: SCI is not a 2-D threshold image")
     if dq is not None and dq.shape != data.shape:
@@ -237,9 +234,8 @@ def crds_saturation_reference(exposure: Exposure) -> str:
         except (Exception, SystemExit) as exc:  # crds exits the interpreter with no server
             # CRDS's own words say more than its exit code; its long log stays unprinted.
             why = said[-1] if said else str(exc)
-            why = " ".join(why.split())
             raise ConfigError(
-                f"{exposure.path}: CRDS could not give a SATURATION reference ({why:.200}); "
+                f"{exposure.path}: CRDS could not give a SATURATION reference ({brief(why, 200)}); "
                 "give one with --saturation-ref FILE, or set CRDS_PATH and CRDS_SERVER_URL"
             ) from None
     if not path or str(path).upper().startswith("N/A"):

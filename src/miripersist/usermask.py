@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.io import fits
 
-from .errors import ConfigError
+from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE
+from .smallfits import reading
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -23,11 +24,8 @@ def _is_fits(path: str) -> bool:
 
 
 def _from_fits(path: str) -> np.ndarray:
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            image = next((h.data for h in hdul if h.data is not None and h.data.ndim == 2), None)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read user mask ({exc})") from exc
+    with reading(path, "user mask"), fits.open(path, memmap=False) as hdul:
+        image = next((h.data for h in hdul if h.data is not None and h.data.ndim == 2), None)
     if image is None:
         raise ConfigError(f"{path}: user mask FITS has no 2-D image")
     if image.shape != DETECTOR_SHAPE:
@@ -55,9 +53,16 @@ def _from_table(path: str) -> np.ndarray:
     from astropy.table import Table  # 0.3 s: only for a table mask, not on every run
 
     try:
+        with open(path, "rb") as fh:
+            blank = not fh.read(1 << 16).strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read user mask ({exc.strerror})") from exc
+    if blank:
+        raise ConfigError(f"{path}: user mask table is empty (expected columns x and y)")
+    try:
         table = Table.read(path, format="ascii")
     except Exception as exc:  # astropy's readers raise many kinds on bad text
-        raise ConfigError(f"{path}: cannot read user mask table ({exc!s:.200})") from exc
+        raise ConfigError(f"{path}: cannot read user mask table ({brief(exc, 200)})") from exc
     x = _column(table, "x", path)
     y = _column(table, "y", path)
     off = (x < 1) | (x > DETECTOR_SHAPE[1]) | (y < 1) | (y > DETECTOR_SHAPE[0])
@@ -89,4 +94,11 @@ def read_user_mask(path: str | None) -> np.ndarray:
     """
     if path is None:
         return np.zeros(DETECTOR_SHAPE, dtype=bool)
-    return _from_fits(path) if _is_fits(path) else _from_table(path)
+    if _is_fits(path):
+        return _from_fits(path)
+    if path.lower().endswith(_FITS_SUFFIXES):
+        raise ConfigError(f"{path}: user mask is not a FITS file (it does not start with SIMPLE)")
+    return _from_table(path)
+
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts")

@@ -49,6 +49,11 @@ class Method(ABC):
     #: Whether a source also flags later groups of its own exposure (then no window is
     #: too short to flag anything).
     flags_own_exposure: bool = False
+    #: Whether ``--mode sidecar`` writes DQ images for dq_init's ``user_supplied_dq``.
+    writes_dq_sidecars: bool = True
+    #: Options the rule has no use for, by their ``Parameters`` field; a value other than
+    #: the default is refused (and so never stamped into outputs it did not shape).
+    ignores: tuple[str, ...] = ()
 
     @abstractmethod
     def lazy_sources(
@@ -90,8 +95,21 @@ class Method(ABC):
             sources, self.stamp(start_mjd, end_mjd), start_mjd, carry, window_days, self, out
         )
 
-    def check(self, params) -> None:  # noqa: B027 - most methods accept every parameter
-        """Refuse parameters this method cannot honour (raise ConfigError)."""
+    def check(self, params) -> None:
+        """Refuse parameters this method cannot honour (raise ConfigError).
+
+        Here: any of :attr:`ignores` given a value other than its default. A method with
+        more to check extends this.
+        """
+        from dataclasses import fields
+
+        from ..errors import ConfigError
+
+        defaults = {f.name: f.default for f in fields(params)}
+        for name in self.ignores:
+            if getattr(params, name) != defaults[name]:
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} does not apply to --method {self.name}")
 
     def combine(self, parts: list):
         """One exposure's lazy parts (one per file read) as the scan takes them."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
 from ..grouptimes import file_group_times
 from ..inventory import DETECTOR_SHAPE, output_name
 from ..saturation import NEVER
@@ -52,6 +52,9 @@ class Pipeline(Method):
     reuses_sources = False
     accepts_user_mask = False
     flags_own_exposure = True
+    writes_dq_sidecars = False  # sidecar mode: the state files only
+    # Every integration counts, from its first saturated group; group flags, no pixels.
+    ignores = ("n_unsat_threshold", "integrations", "dilate", "compress")
 
     def check(self, params) -> None:
         """A whole, finite number of seconds; group flags that fit GROUPDQ's uint8."""
@@ -72,13 +75,7 @@ class Pipeline(Method):
                 "--method pipeline sets group flags (GROUPDQ is 8-bit): use PERSISTENCE "
                 "and DO_NOT_USE"
             )
-        for option, value, default in (
-            ("--dilate", params.dilate, 0),
-            ("--compress", params.compress, False),
-            ("--integrations", params.integrations, "first"),
-        ):
-            if value != default:
-                raise ConfigError(f"{option} does not apply to --method pipeline")
+        super().check(params)
 
     def lazy_sources(self, exposure, thresholds, params, reader):
         """Per file: first saturated group per integration, and the group times."""
@@ -266,7 +263,7 @@ def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
         group = zarr.open_group(store, mode="r", **_FORMAT)
         names = [n for n in group.array_keys() if n.startswith("window_end_")]
     except Exception as exc:  # zarr raises many kinds on what is not a store
-        raise ConfigError(f"{store}: --history store cannot be read ({exc!s:.120})") from None
+        raise ConfigError(f"{store}: --history store cannot be read ({brief(exc, 120)})") from None
     if not names:
         raise ConfigError(
             f"{store}: not the store of a --method pipeline run (no window_end_ images); "

@@ -25,6 +25,8 @@ class Snowblind(Method):
 
     name = "snowblind"
     default_window_days = DEFAULT_WINDOW_S / 86400.0
+    # The last integration decides, saturated at all.
+    ignores = ("n_unsat_threshold", "integrations")
 
     def lazy_sources(self, exposure, thresholds, params, reader):
         """Saturated anywhere in the last integration of the exposure's last file."""
