@@ -16,8 +16,11 @@ of ``--repeats`` is kept, with the smallest and largest sample:
 | `run_one_quiet` | the same with ``--quiet`` (no summary table) |
 
 The runs write into a fresh output directory each time (a first run, not a resume), with
-the input read once just before (warm page cache). The report gives each row in seconds
-and as a ratio to ``numpy_fits``; ``startup.json`` in ``--out`` keeps every sample.
+the input read once just before (warm page cache). ``--versions before=DIR1,after=DIR2``
+adds the two run rows for each of those source trees (each a copy of ``src``, imported
+through ``PYTHONPATH``), sampled in the same rounds: ``run_one@before`` and so on. The
+report gives each row in seconds and as a ratio to ``numpy_fits``; ``startup.json`` (or
+``--name``) in ``--out`` keeps every sample.
 """
 
 from __future__ import annotations
@@ -59,16 +62,24 @@ def _warm(paths: list[str]) -> None:
                 pass
 
 
-def sample(program, workdir: str, rows: list[str], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds of every row, ``repeats`` samples each, taken round robin."""
+def sample(
+    program, workdir: str, rows: list[str], repeats: int, versions: dict[str, str] | None = None
+) -> dict[str, list[float]]:
+    """Wall seconds of every row, ``repeats`` samples each, taken round robin.
+
+    A row ``ROW@NAME`` runs ``ROW`` with the package imported from ``versions[NAME]``.
+    """
+    versions = versions or {}
     walls: dict[str, list[float]] = {row: [] for row in rows}
     for _ in range(repeats):
         for row in rows:
+            base, _, name = row.partition("@")
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(versions[name])) if name else None
             out = tempfile.mkdtemp(dir=workdir, prefix="startup-")
             try:
-                if row.startswith("run"):
+                if base.startswith("run"):
                     _warm([*program.files, program.saturation_ref])
-                walls[row].append(measure(commands(program, out)[row])["wall_s"])
+                walls[row].append(measure(commands(program, out)[base], env)["wall_s"])
             finally:
                 shutil.rmtree(out, ignore_errors=True)
     return walls
@@ -97,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "miripersist-bench")
     )
+    parser.add_argument(
+        "--versions", default="", help="NAME=SRC_DIR,...: also time the runs of these trees"
+    )
+    parser.add_argument("--name", default="startup.json", help="results file in --out")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
 
@@ -104,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown rows: {', '.join(unknown)} (known: {', '.join(ROWS)})")
+    versions = dict(v.split("=", 1) for v in filter(None, args.versions.split(",")))
+    rows += [f"{row}@{name}" for name in versions for row in rows if row.startswith("run")]
     os.makedirs(args.workdir, exist_ok=True)
     program = build(os.path.join(args.workdir, f"data_FULL_1x{args.groups}"), 1, args.groups)
-    walls = sample(program, args.workdir, rows, args.repeats)
+    walls = sample(program, args.workdir, rows, args.repeats, versions)
     text = report(walls)
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "startup.json"), "w") as fh:
+    with open(os.path.join(args.out, args.name), "w") as fh:
         json.dump(
             {
                 "samples_s": walls,
