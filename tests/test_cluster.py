@@ -135,7 +135,7 @@ def test_graph_grows_linearly_with_exposures(prog):
 def test_disconnect_stops_the_local_cluster_it_started():
     # Left to interpreter exit, the scheduler could stop before the workers, whose next
     # heartbeat then logs an error even under --quiet.
-    client = connect(workers=1, quiet=True)
+    client = connect(workers=1)
     cluster = client.cluster
     assert cluster is not None and len(cluster.workers) == 1
     disconnect(client)
@@ -152,3 +152,8 @@ def test_quiet_workers_print_nothing(tmp_path, prog, local):
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout == "" and quiet.stderr == ""
     assert digests(out) == digests(local[0])
+    # Without --quiet: the dashboard's address and the progress bar, none of dask's chatter.
+    said = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert said.returncode == 0, said.stderr
+    lines = [line for line in said.stderr.splitlines() if line.startswith("miripersist:")]
+    assert len(lines) == 1 and lines[0].startswith("miripersist: dask dashboard at http"), lines

@@ -165,6 +165,10 @@ def sandbox(template: Path, where: Path) -> Path:
     return where
 
 
+#: What this test session set for its own jwst steps (conftest.py), kept from the blocks.
+BLOCK_UNSET = ("PYTHONPATH", "CRDS_PATH", "CRDS_SERVER_URL", "STPIPE_DISABLE_CRDS_STEPPARS")
+
+
 def run_block(
     block: Block, cwd: Path, scratch: Path, warm: Path | None = None
 ) -> subprocess.CompletedProcess:
@@ -174,8 +178,10 @@ def run_block(
     path = [os.path.dirname(sys.executable), env.get("PATH", "")]
     env["PATH"] = os.pathsep.join([str(warm), *path] if warm else path)
     env["MPLBACKEND"] = "Agg"
-    env["STPIPE_DISABLE_CRDS_STEPPARS"] = "True"
-    env.pop("PYTHONPATH", None)
+    # A block that runs jwst offline says how itself, as a reader must: the settings this
+    # test session made for its own jwst steps are not passed on.
+    for name in BLOCK_UNSET:
+        env.pop(name, None)
     kind = RUN[block.lang]
     if kind == "python":
         script = scratch / f"block_{block.line}.py"
@@ -283,7 +289,7 @@ def warm(tmp_path_factory):
         stdout=subprocess.PIPE,
         stderr=open(shims / "zygote.log", "w"),  # the server's, for its life
         text=True,
-        env=dict(os.environ, MPLBACKEND="Agg", STPIPE_DISABLE_CRDS_STEPPARS="True"),
+        env={k: v for k, v in os.environ.items() if k not in BLOCK_UNSET} | {"MPLBACKEND": "Agg"},
     )
     try:
         if server.stdout.readline().strip() != "ready":

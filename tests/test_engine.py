@@ -472,3 +472,15 @@ def test_keep_names_gives_copies_their_inputs_names(tmp_path, program, expected_
         )
     with pytest.raises(ConfigError, match="--keep-names is for --mode copy"):
         Parameters(keep_names=True, mode="sidecar")
+
+
+def test_python_callers_get_one_line_errors_and_plain_strings_work(tmp_path, program):
+    ds = run(program.directory, str(tmp_path / "a"), program.saturation_ref)  # strings
+    assert ds.sizes["exposure"] == len(program.files)
+    with pytest.raises(ConfigError, match="params must be a miripersist.Parameters, not dict"):
+        run(program.directory, str(tmp_path / "b"), program.saturation_ref, {"mode": "sidecar"})
+    assert Parameters(window_days="10h").window_days == pytest.approx(10 / 24)
+    with pytest.raises(ConfigError, match="window_days: not a duration"):
+        Parameters(window_days="ten hours")
+    with pytest.raises(ConfigError, match="n_unsat_threshold must be an integer, not '3'"):
+        Parameters(n_unsat_threshold="3")

@@ -320,3 +320,14 @@ def test_a_path_that_is_not_a_store_is_one_line_naming_it(tmp_path, capsys, what
     assert len(err) == 1
     expected = "no such store" if what == "nothing" else "not a miripersist store ("
     assert err[0].startswith(f"miripersist: error: {path}: {expected}"), err[0]
+
+
+def test_outputs_that_are_not_there_are_said(reported, tmp_path, capsys):
+    _, rep, _ = reported
+    store = rep.parent / "out" / "persistence.zarr"
+    args = ["report", str(store), "--out", str(tmp_path / "rep")]
+    assert main([*args, "--outputs", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"miripersist: warning: {tmp_path}: none of the run's outputs is there" in err
+    assert main([*args, "--outputs", str(rep.parent / "out")]) == 0
+    assert "none of the run's outputs" not in capsys.readouterr().err

@@ -401,3 +401,56 @@ def test_history_through_the_command_line(tmp_path, longer, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a history must be wholly earlier" in err[0]
+
+
+def _visits(tmp_path, longer, *cuts):
+    by_time = sorted(longer.files, key=lambda p: read_exposure(p).mid_mjd)
+    edges = [0, *cuts, len(by_time)]
+    dirs = []
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        d = tmp_path / f"visit{k + 1}"
+        d.mkdir()
+        for p in by_time[a:b]:
+            shutil.copy2(p, d)
+        dirs.append(d)
+    return dirs
+
+
+def test_histories_chain_so_a_visit_is_masked_by_every_visit_before_it(
+    tmp_path, longer, reference_run
+):
+    _, whole = reference_run  # one run over all the visits
+    v1, v2, v3 = _visits(tmp_path, longer, 8, 16)
+    stores = []
+    for k, visit in enumerate((v1, v2, v3)):
+        history = stores[-1] if stores else None
+        ds = run(
+            [str(visit)], str(tmp_path / f"o{k + 1}"), [longer.saturation_ref], history=history
+        )
+        stores.append(str(tmp_path / f"o{k + 1}" / "persistence.zarr"))
+    names = list(ds["file"].values)
+    at = [list(whole["file"].values).index(n) for n in names]
+    np.testing.assert_array_equal(ds["mask"].values, whole["mask"].values[at])
+    np.testing.assert_array_equal(ds["n_masked"].values, whole["n_masked"].values[at])
+    # A chain's stores must stay: the first visit's gone, the third cannot be masked right.
+    os.rename(stores[0], stores[0] + ".moved")
+    with pytest.raises(ConfigError, match=f"the --history store {stores[1]} was made with it"):
+        run([str(v3)], str(tmp_path / "o4"), [longer.saturation_ref], history=stores[1])
+
+
+def test_a_history_is_never_dropped_or_mixed_silently(tmp_path, longer):
+    v1, v2 = _visits(tmp_path, longer, 8)
+    run([str(v1)], str(tmp_path / "o1"), [longer.saturation_ref])
+    history = str(tmp_path / "o1" / "persistence.zarr")
+    args = ([str(v2)], str(tmp_path / "o2"), [longer.saturation_ref])
+    run(*args, history=history)
+    with pytest.raises(ConfigError, match=f"--history {history} -> none"):
+        run(*args)  # a resubmitted job without the option
+    with pytest.raises(ConfigError, match="made with --n-unsat-threshold 3, this run uses 5"):
+        run(
+            [str(v2)],
+            str(tmp_path / "o3"),
+            [longer.saturation_ref],
+            Parameters(n_unsat_threshold=5),
+            history=history,
+        )

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import importlib.util
 import logging
-import math
 import os
 import signal
 import sys
@@ -20,24 +19,13 @@ from .errors import ConfigError, MiripersistError
 
 
 def _duration(text: str) -> float:
-    """Parse ``2500s``, ``30m``, ``10h``, ``2d`` or ``inf`` into days."""
-    text = text.strip().lower()
-    if not text:
-        raise argparse.ArgumentTypeError("empty duration (e.g. 2500s, 10h, inf)")
-    if text in ("inf", "infinite", "none"):
-        return math.inf
-    units = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
-    unit = text[-1] if text[-1] in units else "s"
-    number = text[:-1] if text[-1] in units else text
+    """:func:`~miripersist.parameters.parse_duration` for argparse (its error type)."""
+    from .parameters import parse_duration
+
     try:
-        value = float(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a duration: {text!r} (e.g. 2500s, 10h, inf)"
-        ) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
-    return value
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Version(argparse.Action):
@@ -354,7 +342,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
     with _importing("miripersist.engine"):
         _dask_array_lean()
-        from .cluster import check_workers, connect, disconnect
+        from .cluster import check_workers, connect, dashboard, disconnect
         from .engine import Parameters, run_to_store
         from .flags import parse_flags
         from .store import Stored
@@ -381,17 +369,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store, user_mask, history = (
         os.path.abspath(p) if p else None for p in (args.store, args.user_mask, args.history)
     )
-    client = connect(
-        args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker, args.quiet
-    )
+    client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
     with _local_threads(client):
         try:
             if client is not None:
-                if client.dashboard_link and not args.quiet:
-                    print(
-                        f"miripersist: dask dashboard at {client.dashboard_link}",
-                        file=sys.stderr,
-                    )
+                link = dashboard(client)
+                if link and not args.quiet:
+                    print(f"miripersist: dask dashboard at {link}", file=sys.stderr)
                 from .inventory import discover
 
                 paths = discover(inputs)

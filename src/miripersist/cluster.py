@@ -22,9 +22,12 @@ def connect(
     scheduler_file: str | None = None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
-    quiet: bool = False,
 ):
     """Return a ``distributed.Client`` for the options given, or None for the local default.
+
+    Dask's own log lines (cluster start and stop, worker chatter, advice about optional
+    packages) are kept off the console: they read like failures and are not this tool's to
+    say. Errors still show.
 
     Parameters
     ----------
@@ -35,17 +38,13 @@ def connect(
         dask-jobqueue.
     workers, threads_per_worker : int, optional
         Start a local cluster of worker processes.
-    quiet : bool
-        Keep dask's own log lines (cluster start and stop, worker chatter) off the console;
-        errors still show.
     """
     if scheduler is None and scheduler_file is None and workers is None:
         return None
     from distributed import Client, LocalCluster
 
-    if quiet:
-        for name in ("distributed", "tornado", "asyncio"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("distributed", "tornado", "asyncio", "bokeh"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     try:
         if scheduler is not None:
@@ -59,12 +58,21 @@ def connect(
             threads_per_worker=threads_per_worker or 1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR if quiet else logging.WARNING,
+            silence_logs=logging.ERROR,
         )
         return Client(cluster)
     except (OSError, TimeoutError) as exc:
         where = scheduler or scheduler_file or "local cluster"
         raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
+
+
+def dashboard(client) -> str | None:
+    """The dashboard's address, or None when the scheduler serves none."""
+    try:
+        served = "dashboard" in client.scheduler_info().get("services", {})
+    except Exception:  # an old or unusual scheduler: no claim either way
+        return None
+    return client.dashboard_link if served else None
 
 
 def disconnect(client) -> None:

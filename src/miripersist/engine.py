@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -211,7 +210,9 @@ def _check_store_path(store_path: str, output_dir: str) -> None:
         )
 
 
-def _previous_run(store_path: str, record: dict, user_mask: str | None) -> store_mod.Stored | None:
+def _previous_run(
+    store_path: str, record: dict, user_mask: str | None, history: str | None
+) -> store_mod.Stored | None:
     """The store of an earlier run with the same parameters, or None; refuse a different one."""
     if not os.path.exists(store_path) or _empty_dir(store_path):
         return None
@@ -239,8 +240,17 @@ def _previous_run(store_path: str, record: dict, user_mask: str | None) -> store
     # A store made before methods existed was made with the notebook's.
     old = {"method": "notebook", "compress": False, "keep_names": False, **old}
     differ = [k for k in keys if old.get(k) != record.get(k)]
+    # The history's sources are in every mask: a rerun that left it out (a resubmitted job
+    # script without the option) would quietly mask less. Adding one updates the masks.
+    if previous.attrs.get("history") and previous.attrs["history"] != history:
+        differ.append("history")
     if differ:
-        said = {"user_mask": previous.attrs.get("user_mask", ""), "now": user_mask or ""}
+        said = {
+            "user_mask": previous.attrs.get("user_mask", ""),
+            "now": user_mask or "",
+            "history": previous.attrs.get("history") or "none",
+            "history_now": history or "none",
+        }
         what = ", ".join(_change(k, old, record, said) for k in differ)
         raise ConfigError(
             f"{store_path}: store was made with other parameters ({what}); "
@@ -255,6 +265,8 @@ def _change(key: str, old: dict, new: dict, masks: dict) -> str:
         before, now = masks["user_mask"] or "none", masks["now"] or "none"
         changed = " (its content changed)" if before == now else ""
         return f"--user-mask {before} -> {now}{changed}"
+    if key == "history":
+        return f"--history {masks['history']} -> {masks['history_now']}"
     if key == "window_days":
         before, now = (window_words(float(d.get(key, "inf"))) for d in (old, new))
     elif key == "flags":
@@ -412,9 +424,9 @@ def _local_workers(mode: str) -> int:
 
 
 def run(
-    inputs: Sequence[str],
+    inputs: str | Sequence[str],
     output_dir: str,
-    saturation_refs: Sequence[str] = (),
+    saturation_refs: str | Sequence[str] = (),
     params: Parameters | None = None,
     store: str | None = None,
     user_mask: str | None = None,
@@ -432,11 +444,11 @@ def run(
 
     Parameters
     ----------
-    inputs : sequence of str
-        Directories, files or glob patterns of ``*_uncal.fits`` files.
+    inputs : str or sequence of str
+        Directories, files or glob patterns of ``*_uncal.fits`` files (one as a string).
     output_dir : str
         Where the masked files (or sidecars) and, by default, the store go.
-    saturation_refs : sequence of str
+    saturation_refs : str or sequence of str
         SATURATION reference files, at most one per detector; none to ask CRDS.
     params : Parameters, optional
         Method parameters.
@@ -481,9 +493,9 @@ def run(
 
 
 def run_to_store(
-    inputs: Sequence[str],
+    inputs: str | Sequence[str],
     output_dir: str,
-    saturation_refs: Sequence[str] = (),
+    saturation_refs: str | Sequence[str] = (),
     params: Parameters | None = None,
     store: str | None = None,
     user_mask: str | None = None,
@@ -498,7 +510,14 @@ def run_to_store(
     The command line reads the store through zarr (:class:`miripersist.store.Stored`),
     without importing xarray.
     """
-    params = params or Parameters()
+    params = Parameters() if params is None else params
+    if not isinstance(params, Parameters):
+        raise ConfigError(f"params must be a miripersist.Parameters, not {type(params).__name__}")
+    # One path given as a string is one input, not a sequence of one-letter paths.
+    inputs, saturation_refs = (
+        [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        for paths in (inputs, saturation_refs)
+    )
     # Absolute before anything is planned or sent to workers, whose working directory may
     # be another (glob patterns stay patterns: abspath keeps their wildcards).
     inputs = [os.path.abspath(p) for p in inputs]
@@ -599,7 +618,7 @@ def _prepare(
     remove_stale_temporaries(output_dir)
     for line in store_mod.remove_stale(store_path):
         log.info("%s: %s (left by a run that died)", store_path, line)
-    previous = None if overwrite else _previous_run(store_path, record, user_mask)
+    previous = None if overwrite else _previous_run(store_path, record, user_mask, history)
 
     # The scan: this run's inputs merged with what the store remembers (see resume.py).
     rows = _store_rows(previous) if previous is not None else []
@@ -648,9 +667,7 @@ def _prepare(
     past = rule.open_history(history, exposures, params) if history else None
     _warn_if_window_masks_nothing(exposures, params)
     outputs = _output_paths(exposures, output_dir, params)
-    claimed = (
-        json.loads(previous.attrs.get("claimed_outputs", "[]")) if previous is not None else []
-    )
+    claimed = list(previous.attrs.get("claimed_outputs", [])) if previous is not None else []
     if not overwrite:
         resume.refuse_foreign(
             [os.path.basename(o) for paths in outputs for o in paths],

@@ -13,28 +13,55 @@ from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE, Exposure
 from .scan import new_carry
 
-
-def open_store_history(path: str, exposures: Sequence[Exposure], method: str) -> xr.Dataset:
-    """An earlier run's store, checked against this run's exposures and method."""
-    past = _open_history(path)
-    _check_history(past, exposures, method)
-    return past
+#: The parameters that decide what a source is: a history's must be the run's.
+SOURCE_PARAMETERS = ("method", "n_unsat_threshold", "n_pix_grow_sat", "integrations", "dilate")
 
 
-def _open_history(path: str) -> xr.Dataset:
+def open_store_history(path: str, exposures: Sequence[Exposure], params) -> list[xr.Dataset]:
+    """An earlier run's store and the chain of histories it was made with, earliest first.
+
+    Each store in the chain was made with the next one's ``--history`` (the run that made
+    it recorded the path), so that a visit's history holds every visit before it. The
+    last is checked against this run's exposures; all against its source parameters.
+    """
+    paths, chain = [path], [_open_history(path)]
+    while earlier := chain[0].attrs.get("history"):
+        if earlier in paths:
+            break  # no store can be its own history: a damaged chain ends here
+        paths.insert(0, earlier)
+        chain.insert(0, _open_history(earlier, made=paths[1]))
+    for where, past in zip(paths, chain, strict=True):
+        _check_parameters(where, past, params)
+    _check_history(chain[-1], exposures)
+    return chain
+
+
+def _open_history(path: str, made: str | None = None) -> xr.Dataset:
     try:
         return store_mod.open_store(path)
     except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
-        raise ConfigError(f"{path}: --history store cannot be read ({brief(exc, 120)})") from None
-
-
-def _check_history(past: xr.Dataset, exposures: Sequence[Exposure], method: str) -> None:
-    made_with = past.attrs.get("parameters", {}).get("method", "notebook")
-    if made_with != method:
+        why = brief(exc, 120)
+        if made is None:
+            raise ConfigError(f"{path}: --history store cannot be read ({why})") from None
         raise ConfigError(
-            f"--history store was made with --method {made_with}, this run uses {method}: "
-            "their sources are not the same thing"
-        )
+            f"{path}: cannot be read ({why}), and the --history store {made} was made with "
+            "it as its own history: a chain's stores must stay where they were"
+        ) from None
+
+
+def _check_parameters(path: str, past: xr.Dataset, params) -> None:
+    made_with = {"method": "notebook", **past.attrs.get("parameters", {})}
+    for name in SOURCE_PARAMETERS:
+        theirs, ours = made_with.get(name), getattr(params, name)
+        if theirs is not None and theirs != ours:
+            option = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{path}: --history store was made with {option} {theirs}, this run uses "
+                f"{ours}: their sources are not the same thing"
+            )
+
+
+def _check_history(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
     done = past["complete"].values
     resume.check_history(
         [
@@ -53,16 +80,21 @@ def _check_history(past: xr.Dataset, exposures: Sequence[Exposure], method: str)
     )
 
 
-def history_carry(past: xr.Dataset, detector: str, rule) -> np.ndarray:
-    """Carry image from an earlier run's store: its sources on ``detector``, as already seen."""
+def history_carry(chain: Sequence[xr.Dataset], detector: str, rule) -> np.ndarray:
+    """Carry image from earlier runs' stores: their sources on ``detector``, as already seen.
+
+    ``chain`` is earliest first (:func:`open_store_history`): a later store's stamps win.
+    """
     carry = new_carry(DETECTOR_SHAPE)
-    chosen = np.flatnonzero(
-        (past["detector"].values.astype(str) == detector) & past["complete"].values
-    )
-    ends = rule.stamp(past["start_mjd"].values, past["end_mjd"].values)
-    for lo in range(0, len(chosen), 64):
-        part = chosen[lo : lo + 64]
-        # In time order, so that a later exposure's end time wins.
-        for j, source in zip(part, past["source"].isel(exposure=list(part)).values, strict=True):
-            carry[source] = float(ends[j])
+    for past in chain:
+        chosen = np.flatnonzero(
+            (past["detector"].values.astype(str) == detector) & past["complete"].values
+        )
+        ends = rule.stamp(past["start_mjd"].values, past["end_mjd"].values)
+        for lo in range(0, len(chosen), 64):
+            part = chosen[lo : lo + 64]
+            # In time order, so that a later exposure's end time wins.
+            images = past["source"].isel(exposure=list(part)).values
+            for j, source in zip(part, images, strict=True):
+                carry[source] = float(ends[j])
     return carry

@@ -13,6 +13,7 @@ import base64
 import datetime
 import html
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -514,6 +515,12 @@ def write_page(
         [(name, href, os.path.exists(os.path.join(here, href))) for name, href in files]
         for files in output_links(ds, outputs, here)
     ]
+    if links and not any(exists for files in links for _, _, exists in files):
+        logging.getLogger(__name__).warning(
+            "%s: none of the run's outputs is there, so the page's links to them lead nowhere "
+            "(name the run's output directory with --outputs)",
+            outputs,
+        )
     figs = [(*FIGURE_TEXT.get(os.path.basename(p), (os.path.basename(p), "")), p) for p in figures]
     text = render(page_info(ds, store, outputs), table, links, figs)
     tmp = f"{path}.tmp-{os.getpid()}"

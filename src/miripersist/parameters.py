@@ -12,6 +12,31 @@ from .flags import flag_names, parse_flags
 MODES = ("copy", "sidecar")
 
 
+def parse_duration(text: str) -> float:
+    """``2500s``, ``30m``, ``10h``, ``2d``, a bare number (seconds) or ``inf``, in days.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is none of these, or not positive.
+    """
+    text = text.strip().lower()
+    if not text:
+        raise ValueError("empty duration (e.g. 2500s, 10h, inf)")
+    if text in ("inf", "infinite", "none"):
+        return math.inf
+    units = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
+    unit = text[-1] if text[-1] in units else "s"
+    number = text[:-1] if text[-1] in units else text
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (e.g. 2500s, 10h, inf)") from None
+    if not value > 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return value
+
+
 def window_words(window_days: float) -> str:
     """A window as a person reads it: ``inf (for ever)``, ``2500 s (41.7 min)``."""
     if math.isinf(window_days):
@@ -81,6 +106,7 @@ class Parameters:
     keep_names: bool = False
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.method not in methods.METHODS:
             raise ConfigError(
                 f"--method must be one of {', '.join(methods.METHODS)}, not {self.method!r}"
@@ -121,6 +147,24 @@ class Parameters:
         if min(self.tile) < 1:
             raise ConfigError(f"tile sizes must be positive, not {self.tile}")
         rule.check(self)
+
+    def _check_types(self) -> None:
+        # From Python, not argparse: a wrong type is said in one line, not as a TypeError
+        # deep inside; a duration may be given as the command line takes it ("10h").
+        if isinstance(self.window_days, str):
+            try:
+                object.__setattr__(self, "window_days", parse_duration(self.window_days))
+            except ValueError as exc:
+                raise ConfigError(f"window_days: {exc}") from None
+        for name in ("n_unsat_threshold", "n_pix_grow_sat", "dilate", "batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, not {value!r}")
+        window = self.window_days
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int | float)):
+            raise ConfigError(
+                f"window_days must be a number of days or a duration such as '10h', not {window!r}"
+            )
 
     @property
     def rule(self) -> methods.Method:

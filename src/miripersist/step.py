@@ -55,16 +55,14 @@ class PersistenceMaskStep(Step):
         return config_parser.ConfigObj()
 
     def _window(self) -> float | None:
-        from argparse import ArgumentTypeError
-
-        from .cli import _duration
         from .errors import ConfigError
+        from .parameters import parse_duration
 
         if self.window is None:
             return None
         try:
-            return _duration(self.window)
-        except ArgumentTypeError as exc:
+            return parse_duration(self.window)
+        except ValueError as exc:
             raise ConfigError(f"window: {exc}") from None
 
     def process(self, step_input):

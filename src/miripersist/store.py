@@ -403,7 +403,14 @@ def update_attrs(path: str, attrs: dict) -> None:
 
 def _decoded(attrs) -> dict:
     out = dict(attrs)
-    for key in ("parameters", "versions", "last_run", "skipped", "detector_shape"):
+    for key in (
+        "parameters",
+        "versions",
+        "last_run",
+        "skipped",
+        "detector_shape",
+        "claimed_outputs",
+    ):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])
     return out

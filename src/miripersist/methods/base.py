@@ -181,7 +181,7 @@ class Method(ABC):
         """The state ``--history`` names, checked against this run's exposures."""
         from ..history import open_store_history
 
-        return open_store_history(path, exposures, self.name)
+        return open_store_history(path, exposures, params)
 
     def initial_carry(self, past, detector: str) -> np.ndarray:
         """The carry before a detector's first exposure: from the history, or empty."""
