@@ -90,7 +90,16 @@ def test_bad_checksum_is_named_when_asked(inputs, prog):
     with fits.open(path) as hdul:
         hdul.writeto(path, overwrite=True, checksum=True)
     assert verify_checksums(str(path))  # intact, and verified
-    assert not verify_checksums(str(sorted(inputs.glob("*_uncal.fits"))[1]))  # none to verify
+    other = sorted(inputs.glob("*_uncal.fits"))[1]
+
+    def unsummed(hdul):
+        for hdu in hdul:
+            for key in ("CHECKSUM", "DATASUM"):
+                hdu.header.remove(key, ignore_missing=True)
+        return hdul
+
+    _rewrite(other, unsummed)
+    assert not verify_checksums(str(other))  # none to verify
     with fits.open(path) as hdul:
         offset = hdul.fileinfo(1)["datLoc"] + 10
     with open(path, "r+b") as fh:
@@ -104,11 +113,24 @@ def test_bad_checksum_is_named_when_asked(inputs, prog):
         run([str(inputs)], str(inputs.parent / "out"), [prog.saturation_ref], verify_checksums=True)
 
 
-def test_checksums_asked_of_files_without_them_is_said(tmp_path, prog, caplog):
-    ds = run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], verify_checksums=True)
-    assert ds.attrs["last_run"]["computed"] == len(prog.files)
+def test_checksums_asked_of_files_without_them_is_said(tmp_path, caplog):
+    lean = simulate.make_program(
+        str(tmp_path / "in"), n_exposures=3, ngroups=3, subarrays=("SUB64",), archive=False
+    )
+    args = ([lean.directory], str(tmp_path / "out"), [lean.saturation_ref])
+    ds = run(*args, verify_checksums=True)
+    assert ds.attrs["last_run"]["computed"] == 3
     said = [r.getMessage() for r in caplog.records if "CHECKSUM" in r.getMessage()]
-    assert len(said) == 1 and f"{len(prog.files)} of the inputs carry no CHECKSUM" in said[0]
+    assert len(said) == 1 and "3 of the inputs carry no CHECKSUM" in said[0]
+
+
+def test_archive_shaped_inputs_and_their_copies_verify(tmp_path, prog, caplog):
+    ds = run([prog.directory], str(tmp_path / "out"), [prog.saturation_ref], verify_checksums=True)
+    assert not [r for r in caplog.records if "CHECKSUM" in r.getMessage()]
+    copies = sorted((tmp_path / "out").glob("*_masked_persistence_uncal.fits"))
+    assert len(copies) == ds.sizes["exposure"] > 0
+    for copy in copies:  # byte copies plus a PIXELDQ with its own checksums
+        assert verify_checksums(str(copy))
 
 
 def _rewrite(path, edit):

@@ -245,10 +245,11 @@ def write_uncal(
     groupdq : ndarray of uint8, optional
         Also write a GROUPDQ extension (as files after the saturation step have).
     archive : bool
-        Shape the file as MAST delivers it: REFOUT, GROUP and INT_TIMES extensions and about
-        210 primary cards. False writes only SCI, the ASDF extension and the keywords this
-        project reads (with the same timing): the lean files of earlier versions, written in
-        about half the time (0.05 s instead of 0.1 s for a FULL 10-group frame).
+        Shape the file as MAST delivers it: REFOUT, GROUP and INT_TIMES extensions, about
+        210 primary cards, and CHECKSUM and DATASUM in every HDU. False writes only SCI,
+        the ASDF extension and the keywords this project reads (with the same timing): the
+        lean files of earlier versions, written in about a third of the time (0.08 s
+        instead of 0.2 s for a FULL 10-group frame).
 
     Returns
     -------
@@ -403,14 +404,14 @@ def _write(
         tree["group"] = _group_table(times, first, here, nx, ny)
         tree["int_times"] = _int_times(times, first, here)
     model = datamodels.Level1bModel(tree)
-    model.save(path)
+    model.save(path, checksum=archive)
     model.close()
     if groupdq is not None:
         # Level1bModel has no GROUPDQ; files past the saturation step carry it as an extension.
         from astropy.io import fits
 
         header = fits.Header([("EXTNAME", "GROUPDQ")])
-        fits.append(path, np.asarray(groupdq, dtype=np.uint8), header)
+        fits.append(path, np.asarray(groupdq, dtype=np.uint8), header, checksum=archive)
 
 
 def _iso(mjd: float, sep: str = "T", digits: int = 3) -> str:
