@@ -39,7 +39,7 @@ from .inventory import (
     read_exposure,
 )
 from .methods import Method
-from .parameters import Parameters, window_words
+from .parameters import Parameters, option_name, window_words
 from .reader import lazy_sources
 from .saturation import grow
 from .thresholds import Window, assign_references
@@ -245,13 +245,13 @@ def _previous_run(
     if previous.attrs.get("history") and previous.attrs["history"] != history:
         differ.append("history")
     if differ:
-        said = {
-            "user_mask": previous.attrs.get("user_mask", ""),
-            "now": user_mask or "",
+        # The paths the digests and the history stand for, as the user named them.
+        old |= {
+            "user_mask": previous.attrs.get("user_mask"),
             "history": previous.attrs.get("history") or "none",
-            "history_now": history or "none",
         }
-        what = ", ".join(_change(k, old, record, said) for k in differ)
+        now = record | {"user_mask": user_mask, "history": history or "none"}
+        what = ", ".join(_change(k, old, now) for k in differ)
         raise ConfigError(
             f"{store_path}: store was made with other parameters ({what}); "
             "use --overwrite (overwrite=True in Python) or another --store (store=...)"
@@ -259,22 +259,19 @@ def _previous_run(
     return previous
 
 
-def _change(key: str, old: dict, new: dict, masks: dict) -> str:
+def _change(key: str, old: dict, new: dict) -> str:
     """One parameter's change as the user gave it: option name and readable values."""
     if key == "user_mask_sha256":
-        before, now = masks["user_mask"] or "none", masks["now"] or "none"
+        before, now = (d.get("user_mask") or "none" for d in (old, new))
         changed = " (its content changed)" if before == now else ""
         return f"--user-mask {before} -> {now}{changed}"
-    if key == "history":
-        return f"--history {masks['history']} -> {masks['history_now']}"
     if key == "window_days":
         before, now = (window_words(float(d.get(key, "inf"))) for d in (old, new))
     elif key == "flags":
         before, now = (d.get("flags_names", d[key]) for d in (old, new))
     else:
         before, now = old.get(key), new.get(key)
-    option = {"window_days": "window"}.get(key, key)
-    return f"--{option.replace('_', '-')} {before} -> {now}"
+    return f"{option_name(key)} {before} -> {now}"
 
 
 def _identity(e: Exposure, reference_path: str, reference_sha256: str) -> resume.Identity:

@@ -11,6 +11,7 @@ from . import resume
 from . import store as store_mod
 from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE, Exposure
+from .parameters import option_name
 from .scan import new_carry
 
 #: The parameters that decide what a source is: a history's must be the run's.
@@ -54,10 +55,9 @@ def _check_parameters(path: str, past: xr.Dataset, params) -> None:
     for name in SOURCE_PARAMETERS:
         theirs, ours = made_with.get(name), getattr(params, name)
         if theirs is not None and theirs != ours:
-            option = "--" + name.replace("_", "-")
             raise ConfigError(
-                f"{path}: --history store was made with {option} {theirs}, this run uses "
-                f"{ours}: their sources are not the same thing"
+                f"{path}: --history store was made with {option_name(name)} {theirs}, this "
+                f"run uses {ours}: their sources are not the same thing"
             )
 
 

@@ -12,6 +12,11 @@ from .flags import flag_names, parse_flags
 MODES = ("copy", "sidecar")
 
 
+def option_name(field: str) -> str:
+    """The command-line option of a :class:`Parameters` field (``window_days``: ``--window``)."""
+    return "--" + {"window_days": "window"}.get(field, field).replace("_", "-")
+
+
 def parse_duration(text: str) -> float:
     """``2500s``, ``30m``, ``10h``, ``2d``, a bare number (seconds) or ``inf``, in days.
 

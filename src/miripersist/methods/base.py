@@ -104,12 +104,12 @@ class Method(ABC):
         from dataclasses import fields
 
         from ..errors import ConfigError
+        from ..parameters import option_name
 
         defaults = {f.name: f.default for f in fields(params)}
         for name in self.ignores:
             if getattr(params, name) != defaults[name]:
-                option = "--" + name.replace("_", "-")
-                raise ConfigError(f"{option} does not apply to --method {self.name}")
+                raise ConfigError(f"{option_name(name)} does not apply to --method {self.name}")
 
     def combine(self, parts: list):
         """One exposure's lazy parts (one per file read) as the scan takes them."""
