@@ -82,6 +82,8 @@ def test_cold_benchmark_reports_every_method_and_state(tmp_path):
     for name, row in rows.items():
         assert row["peak_rss_mib"] > 0 and len(row["marginal_samples_s"]) == 1, name
         assert ("over_bare_reads" in row) == (not name.startswith("bare_reads")), name
+    # Every pass wrote a directory of its own, all kept to the end, then removed.
+    assert not list(tmp_path.glob("cold-outputs-*"))
 
 
 def test_cold_benchmark_times_the_notebook_in_its_process(tmp_path):

@@ -67,7 +67,7 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     exposures = [read_exposure(f) for f in prog.files]
     tiles = sum(-(-e.ysize // 100) * -(-e.xsize // 300) for e in exposures)
     assert ran.count("sources") == tiles > len(prog.files)
-    assert set(ran) == {"sources", "after"}, set(ran)  # tiles, and writes of files
+    assert set(ran) == {"sources", "write_files"}, set(ran)  # tiles, and writes of files
     np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)
     np.testing.assert_array_equal(ds["source"].values, ds_local["source"].values)
     assert digests(tmp_path) == digests(out)

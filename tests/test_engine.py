@@ -484,3 +484,71 @@ def test_python_callers_get_one_line_errors_and_plain_strings_work(tmp_path, pro
         Parameters(window_days="ten hours")
     with pytest.raises(ConfigError, match="n_unsat_threshold must be an integer, not '3'"):
         Parameters(n_unsat_threshold="3")
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_each_block_is_stored_before_its_files_are_written(tmp_path, program, monkeypatch, batch):
+    # A block's store update clears the "written" marks of outputs about to be replaced:
+    # it must be in the store before any of the block's files is (they are made beside
+    # the next block's reads, several at once).
+    import threading
+
+    from miripersist import engine
+    from miripersist.store import Writer
+
+    events, lock = [], threading.Lock()
+    real_block, real_write = Writer.block, engine._write_one
+
+    def block(self, start, sources, *args, **kwargs):
+        real_block(self, start, sources, *args, **kwargs)
+        with lock:
+            events.append(("stored", set(range(start, start + len(sources)))))
+
+    def write(exposure, *args, **kwargs):
+        with lock:
+            events.append(("writing", os.path.basename(exposure.path)))
+        return real_write(exposure, *args, **kwargs)
+
+    monkeypatch.setattr(Writer, "block", block)
+    monkeypatch.setattr(engine, "_write_one", write)
+    ds = run(
+        [program.directory],
+        str(tmp_path / "out"),
+        [program.saturation_ref],
+        Parameters(mode="sidecar", batch=batch),
+    )
+    index = {str(name): i for i, name in enumerate(ds["file"].values)}
+    stored: set[int] = set()
+    written = []
+    for kind, what in events:
+        if kind == "stored":
+            stored |= what
+        else:
+            assert index[what] in stored, f"{what} written before its block was stored"
+            written.append(what)
+    assert sorted(written) == sorted(index)
+
+
+def test_a_scheduler_set_in_dask_config_is_used(tmp_path, program, expected_masks):
+    # Local runs go to dask's threaded scheduler directly (no expression layer), unless
+    # the user's dask configuration names another scheduler: that one runs the tasks.
+    import dask
+
+    calls = []
+
+    def scheduler(graph, keys, **kwargs):
+        calls.append(keys)
+        return dask.get(graph, keys, **kwargs)
+
+    with dask.config.set(scheduler=scheduler):
+        ds = run(
+            [program.directory],
+            str(tmp_path / "out"),
+            [program.saturation_ref],
+            Parameters(mode="sidecar", batch=4),
+        )
+    assert calls, "the configured scheduler never ran"
+    exposures, sources, masks = expected_masks
+    np.testing.assert_array_equal(ds["source"].values, np.array(sources))
+    for j, (e, mask) in enumerate(zip(exposures, masks, strict=True)):
+        np.testing.assert_array_equal(ds["mask"].values[j][e.window], mask)
