@@ -11,11 +11,12 @@ the process, so that neither interpreter start-up nor a run's fixed cost hides i
 are taken round robin over the methods and states; the median of each point is kept.
 
 Every pass writes into a directory of its own, and the outputs are removed only once every
-method has run (the notebook's, 70 MB an exposure, after each of its passes). On ext4
-without a journal, creating a file skips, with one inode-table lookup each, every inode
-freed in the last 30 s to 5 minutes: removing a pass's outputs just before the next pass
-made each file that pass created pay for the harness's own deletions (2-4 ms of CPU an
-exposure here, seen with ``perf``). Start a run some minutes after deleting many files.
+method has run (the notebook's, 100 MB an exposure at 30 groups, after each of its passes).
+On ext4 without a journal, creating a file skips, with one inode-table lookup each, every
+inode of its block group freed in the last one to six minutes: removing a pass's outputs
+just before the next pass made each file that pass created pay for the harness's own
+deletions (2-4 ms of CPU an exposure here, seen with ``perf``). Start a run some minutes
+after deleting many files.
 
 | method | what it is |
 | --- | --- |
