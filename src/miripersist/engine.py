@@ -797,15 +797,14 @@ def _scan_and_write(
 
     def launch(lazy: list, update: Callable[[], None] | None, files: list, marks: list[int]):
         # ``files`` are the block's writes, made once its store update (if any) ran. On a
-        # cluster the client has stored the block already and the workers write the files,
-        # each worker the files of the exposures it was given.
+        # cluster the client has stored the block already and the workers write the files.
         if distributed:
             parts = [_Tiles(x) if isinstance(x, da.Array) else x for x in lazy]
             futures = [background.submit(_computed, parts, _write_tasks(files))]
         else:
             # Beside the dask computation rather than in it: the threaded scheduler ran the
             # store update after most reads, and the files' waits on the disk held its
-            # threads (6.7 -> 6.4 ms an exposure, docs/benchmarks.md).
+            # threads (6.6 -> 6.1 ms an exposure, docs/benchmarks.md).
             futures = [background.submit(_on_local_threads, lazy)]
             if update is not None or files:
                 futures.append(background.submit(_store_then_write, update, files, file_writers))
