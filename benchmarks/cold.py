@@ -273,7 +273,36 @@ def main(argv: list[str] | None = None) -> int:
     env = offline_env(args.workdir)  # the notebook's jwst steps, with no network
     outputs = tempfile.mkdtemp(dir=args.workdir, prefix="cold-outputs-")
     try:
-        _rounds(args, program, files, methods, states, versions, env, outputs, samples)
+        for _ in range(args.repeats):
+            for state in states:
+                for method in methods:
+                    fd, result = tempfile.mkstemp(dir=args.workdir, suffix=".json")
+                    os.close(fd)
+                    cmd = [
+                        *(sys.executable, "-m", "benchmarks.cold", "--child", method),
+                        *("--state", state, "--exposures", args.exposures),
+                        *("--files", os.pathsep.join(files), "--ref", program.saturation_ref),
+                        *("--mask-ref", program.mask_ref),
+                        *("--workdir", args.workdir, "--result", result),
+                        *("--outputs", outputs),
+                    ]
+                    if "@" in method:
+                        cmd += ["--src", os.path.abspath(versions[method.split("@")[1]])]
+                    stats = measure(cmd, dict(env, PYTHONPATH=os.path.dirname(HERE)))
+                    with open(result) as fh:
+                        stats["times"] = {int(k): v for k, v in json.load(fh).items()}
+                    os.unlink(result)
+                    stats["marginal_s"] = _marginal(stats["times"], ns, 0)
+                    stats["marginal_cpu_s"] = _marginal(stats["times"], ns, 1)
+                    samples[(method, state)].append(stats)
+                    print(
+                        f"  {state:4s} {method:14s} T({ns[0]}) {stats['times'][ns[0]][0]:6.2f} s  "
+                        f"T({n}) {stats['times'][n][0]:6.2f} s  "
+                        f"{1000 * stats['marginal_s']:7.1f} ms/exposure  "
+                        f"(CPU {1000 * stats['marginal_cpu_s']:5.1f} ms)  "
+                        f"peak {stats['peak_rss_mib']:5.0f} MiB",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(outputs, ignore_errors=True)
     summary = summarize(samples, ns, g, args.repeats)
@@ -282,41 +311,6 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as fh:
         json.dump(summary, fh, indent=1)
     return 0
-
-
-def _rounds(args, program, files, methods, states, versions, env, outputs, samples) -> None:
-    """Take ``args.repeats`` samples of every method and state, round robin, into ``samples``."""
-    ns = [int(n) for n in args.exposures.split(",")]
-    for _ in range(args.repeats):
-        for state in states:
-            for method in methods:
-                fd, result = tempfile.mkstemp(dir=args.workdir, suffix=".json")
-                os.close(fd)
-                cmd = [
-                    *(sys.executable, "-m", "benchmarks.cold", "--child", method),
-                    *("--state", state, "--exposures", args.exposures),
-                    *("--files", os.pathsep.join(files), "--ref", program.saturation_ref),
-                    *("--mask-ref", program.mask_ref),
-                    *("--workdir", args.workdir, "--result", result),
-                    *("--outputs", outputs),
-                ]
-                if "@" in method:
-                    cmd += ["--src", os.path.abspath(versions[method.split("@")[1]])]
-                stats = measure(cmd, dict(env, PYTHONPATH=os.path.dirname(HERE)))
-                with open(result) as fh:
-                    stats["times"] = {int(k): v for k, v in json.load(fh).items()}
-                os.unlink(result)
-                stats["marginal_s"] = _marginal(stats["times"], ns, 0)
-                stats["marginal_cpu_s"] = _marginal(stats["times"], ns, 1)
-                samples[(method, state)].append(stats)
-                print(
-                    f"  {state:4s} {method:14s} T({ns[0]}) {stats['times'][ns[0]][0]:6.2f} s  "
-                    f"T({ns[1]}) {stats['times'][ns[1]][0]:6.2f} s  "
-                    f"{1000 * stats['marginal_s']:7.1f} ms/exposure  "
-                    f"(CPU {1000 * stats['marginal_cpu_s']:5.1f} ms)  "
-                    f"peak {stats['peak_rss_mib']:5.0f} MiB",
-                    flush=True,
-                )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import math
+import operator
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -1007,11 +1008,7 @@ def _store_then_write(
     """
     if update is not None:
         update()
-    return list(pool.map(_call, writes))
-
-
-def _call(write: Callable[[], str]) -> str:
-    return write()
+    return list(pool.map(operator.call, writes))
 
 
 def _shared(value: object, distributed: bool):
