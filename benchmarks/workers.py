@@ -12,7 +12,8 @@ marginal cost per exposure, (T(large) - T(small)) / (large - small), from the fa
 the round's runs, so that the cluster's start-up and the first block's fill and drain do
 not count. The report gives each and its ratio to the threads round by round (the host's
 load moves from minute to minute; a ratio of runs taken side by side holds better);
-``workers.json`` in ``--out`` keeps every sample.
+``workers.json`` in ``--out`` keeps every sample. Every run writes into a directory of its
+own; all are removed at the end.
 """
 
 from __future__ import annotations
@@ -33,22 +34,24 @@ from .data import build
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _timed(files: list[str], ref: str, workdir: str, params) -> float:
+def _timed(files: list[str], ref: str, outputs: str, params) -> float:
     from miripersist.engine import run_to_store
 
-    out = tempfile.mkdtemp(dir=workdir, prefix="workers-")
-    try:
-        t0 = time.perf_counter()
-        run_to_store(files, out, [ref], params)
-        return time.perf_counter() - t0
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    # A directory of its own, kept until the benchmark ends: on ext4 without a journal a
+    # file creation pays for the inodes freed in the minutes before (docs/benchmarks.md).
+    out = tempfile.mkdtemp(dir=outputs, prefix="run-")
+    t0 = time.perf_counter()
+    run_to_store(files, out, [ref], params)
+    return time.perf_counter() - t0
 
 
-def marginal(files: list[str], ref: str, workdir: str, params, small: int, large: int) -> float:
-    """Seconds an exposure between ``small`` and ``large`` exposures (fastest of two each)."""
-    t_small = min(_timed(files[:small], ref, workdir, params) for _ in range(2))
-    t_large = min(_timed(files[:large], ref, workdir, params) for _ in range(2))
+def marginal(files: list[str], ref: str, outputs: str, params, small: int, large: int) -> float:
+    """Seconds an exposure between ``small`` and ``large`` exposures (fastest of two each).
+
+    Each run writes into a new directory under ``outputs``.
+    """
+    t_small = min(_timed(files[:small], ref, outputs, params) for _ in range(2))
+    t_large = min(_timed(files[:large], ref, outputs, params) for _ in range(2))
     return (t_large - t_small) / (large - small)
 
 
@@ -144,34 +147,39 @@ def main(argv: list[str] | None = None) -> int:
     params = Parameters(mode="sidecar")
     samples: dict[str, list[float]] = {"threads": [], "processes": [], "scheduler_file": []}
 
+    outputs = tempfile.mkdtemp(dir=args.workdir, prefix="workers-")
+
     def measured() -> float:
-        return marginal(files, program.saturation_ref, args.workdir, params, args.small, args.large)
+        return marginal(files, program.saturation_ref, outputs, params, args.small, args.large)
 
     scheduler_dir = tempfile.mkdtemp(dir=args.workdir, prefix="scheduler-")
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=args.threads_per_worker,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        ) as cluster,
-        command_line_cluster(
-            os.path.join(scheduler_dir, "scheduler.json"),
-            args.workers,
-            scheduler_dir,
-            args.threads_per_worker,
-        ) as scheduler_file,
-    ):
-        for _ in range(args.rounds):
-            # No client while the threads run: the engine uses dask's local scheduler.
-            with dask.config.set(scheduler="threads"):
-                samples["threads"].append(measured())
-            with Client(cluster):
-                samples["processes"].append(measured())
-            with Client(scheduler_file=scheduler_file):
-                samples["scheduler_file"].append(measured())
-    shutil.rmtree(scheduler_dir, ignore_errors=True)
+    try:
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=args.threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+            ) as cluster,
+            command_line_cluster(
+                os.path.join(scheduler_dir, "scheduler.json"),
+                args.workers,
+                scheduler_dir,
+                args.threads_per_worker,
+            ) as scheduler_file,
+        ):
+            for _ in range(args.rounds):
+                # No client while the threads run: the engine uses dask's local scheduler.
+                with dask.config.set(scheduler="threads"):
+                    samples["threads"].append(measured())
+                with Client(cluster):
+                    samples["processes"].append(measured())
+                with Client(scheduler_file=scheduler_file):
+                    samples["scheduler_file"].append(measured())
+    finally:
+        shutil.rmtree(scheduler_dir, ignore_errors=True)
+        shutil.rmtree(outputs, ignore_errors=True)
     ratios = [p / t for t, p in zip(samples["threads"], samples["processes"], strict=True)]
     apart = [p / t for t, p in zip(samples["threads"], samples["scheduler_file"], strict=True)]
     lines = [

@@ -68,6 +68,12 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     tiles = sum(-(-e.ysize // 100) * -(-e.xsize // 300) for e in exposures)
     assert ran.count("sources") == tiles > len(prog.files)
     assert set(ran) == {"sources", "write_files"}, set(ran)  # tiles, and writes of files
+    # A tile comes back as bits, packed by the task that made it (and what dask's memory
+    # accounting counts is those bits): an eighth of a byte a pixel, not a byte.
+    tiles_back = [task for task in stream.data if key_split(task["key"]) == "sources"]
+    assert {task["typename"] for task in tiles_back} == {"miripersist.engine._Bits"}
+    pixels = sum(e.ysize * e.xsize for e in exposures)
+    assert pixels / 8 <= sum(task["nbytes"] for task in tiles_back) < pixels / 4
     np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)
     np.testing.assert_array_equal(ds["source"].values, ds_local["source"].values)
     assert digests(tmp_path) == digests(out)

@@ -85,10 +85,11 @@ def test_stopped_run_resumes_to_identical_outputs(tmp_path, longer, reference_ru
     out.mkdir()
     proc = _start(longer, out)
     _stop_after_first_output(proc, out, sig)
-    assert proc.returncode != 0, "the run must have been stopped part-way"
+    said = proc.stderr.read()
+    assert proc.returncode != 0, f"the run must have been stopped part-way; it said {said!r}"
     if sig != signal.SIGKILL:
         assert proc.returncode == 1
-        assert b"run the same command again" in proc.stderr.read()
+        assert b"run the same command again" in said
         assert not list(out.glob(".tmp-*")), "a clean stop leaves no temporary file"
     store = xr.open_zarr(out / "persistence.zarr")  # readable after any stop
     done = int(store["complete"].values.sum())

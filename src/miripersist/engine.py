@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import dask
 import dask.array as da
+import dask.core
 import dask.threaded
 import numpy as np
 
@@ -60,7 +61,7 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
 
 
 class _Bits:
-    """A boolean image as bits, for its trip to a worker process: an eighth of the bytes."""
+    """A boolean image as bits, for a trip between processes: an eighth of the bytes."""
 
     __slots__ = ("bits", "shape")
 
@@ -68,9 +69,16 @@ class _Bits:
         self.bits = np.packbits(mask, axis=None)
         self.shape = mask.shape
 
+    def __sizeof__(self) -> int:
+        # What dask's memory accounting of a worker counts: the bits, not a reference.
+        return object.__sizeof__(self) + self.bits.nbytes
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = np.unpackbits(self.bits, count=math.prod(self.shape)).reshape(self.shape)
-        return out.astype(dtype or bool, copy=False)
+        ones = np.unpackbits(self.bits, count=math.prod(self.shape)).reshape(self.shape)
+        # Zeros and ones: as bools without a copy.
+        if dtype is None or np.dtype(dtype) == bool:
+            return ones.view(bool)
+        return ones.astype(dtype, copy=False)
 
 
 def _write_one(
@@ -80,7 +88,7 @@ def _write_one(
     # image is made there: uint32 in a copy's PIXELDQ, the smallest type that holds the
     # flags in a sidecar.
     dtype = np.dtype(np.uint32) if params.mode == "copy" else smallest_unsigned(params.flags)
-    dq = np.asarray(applied).astype(dtype)
+    dq = np.array(applied, dtype=dtype)  # one new image (unpacked bits are 0 and 1)
     dq *= dtype.type(params.flags)
     cards = _header_cards(params, n_masked)
     try:
@@ -138,53 +146,79 @@ class _Tiles:
     cluster that task moves tiles between workers and then the whole image to the
     client, and is one more task for the scheduler. Computed as its tiles, each goes to
     the client once and is put in place there (in the thread that waits for the
-    results, beside the scan). Local threads keep the gathering task: it costs them no
-    more than this, and the order it gives the reads (an exposure's tiles together)
-    suits a cold disk.
+    results, beside the scan); a boolean tile travels as bits, packed by the task that
+    makes it. Local threads keep the gathering task: it costs them no more than this,
+    and the order it gives the reads (an exposure's tiles together) suits a cold disk.
+
+    A dask collection to :func:`_raw_compute`: its graph, keys and finalisation.
     """
 
-    __slots__ = ("dtype", "shape", "slices", "tasks")
+    __slots__ = ("dtype", "graph", "keys", "shape", "slices")
 
     def __init__(self, lazy: da.Array) -> None:
         self.shape, self.dtype = lazy.shape, lazy.dtype
         self.slices = da.core.slices_from_chunks(lazy.chunks)
-        self.tasks = lazy.to_delayed(optimize_graph=False).ravel().tolist()
+        self.keys = list(dask.core.flatten(lazy.__dask_keys__()))
+        self.graph = dict(lazy.__dask_graph__())
+        if self.dtype == bool:
+            # The tile's own task, nested: packed where it is made, with no task more.
+            for key in self.keys:
+                self.graph[key] = (_Bits, self.graph[key])
 
-    def assemble(self, tiles: list[np.ndarray]) -> np.ndarray:
+    def __dask_graph__(self) -> dict:
+        return self.graph
+
+    def __dask_keys__(self) -> list:
+        return self.keys
+
+    def __dask_postcompute__(self) -> tuple:
+        return self.assemble, ()
+
+    def assemble(self, tiles: list) -> np.ndarray:
         """The whole array from its tiles' results."""
         if len(tiles) == 1:
-            return tiles[0]
+            return np.asarray(tiles[0], self.dtype)
         out = np.empty(self.shape, self.dtype)
         for where, tile in zip(self.slices, tiles, strict=True):
             out[where] = tile
         return out
 
 
-def _computed(parts: list, tasks: list) -> list:
-    """One computation: the sources of ``parts``, and the ``tasks``."""
-    lazy = [p.tasks if isinstance(p, _Tiles) else p for p in parts]
-    # The graph is raw tasks, one a tile or file: dask's optimisation of it (expression
-    # simplification, culling, fusion) finds nothing to do and cost ~1 ms an exposure.
-    results = dask.compute(lazy, tasks, optimize_graph=False)[0]
-    return [
-        p.assemble(r) if isinstance(p, _Tiles) else r for p, r in zip(parts, results, strict=True)
-    ]
+def _on_cluster(lazy: list) -> list:
+    """``dask.compute(lazy)`` on the client's cluster, without dask's expression layer.
+
+    Lazy arrays are computed as their tiles (:class:`_Tiles`), put together here.
+    """
+    if not lazy:
+        return []
+    from distributed import default_client
+
+    parts = [_Tiles(x) if isinstance(x, da.Array) else x for x in lazy]
+    return _raw_compute(parts, default_client().get)
 
 
 def _on_local_threads(lazy: list) -> list:
-    """``dask.compute(lazy)`` on the local threads, without dask's expression layer.
+    """``dask.compute(lazy)`` on the local threads.
 
-    ``dask.compute`` turns the graph into an expression and optimises it even with
-    ``optimize_graph=False``: ~0.3 ms an exposure holding the GIL, for raw tasks that
-    have nothing to optimise. Here the collections' graphs go to the threaded scheduler
-    as they are, and each result is finalised as ``dask.compute`` would
-    (``__dask_postcompute__``). A scheduler other than threads set in dask's
-    configuration is honoured through ``dask.compute``.
+    A scheduler other than threads set in dask's configuration is honoured through
+    ``dask.compute``.
     """
     if not lazy:
         return []
     if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
         return dask.compute(lazy, optimize_graph=False)[0]
+    return _raw_compute(lazy, dask.threaded.get)
+
+
+def _raw_compute(lazy: list, get: Callable) -> list:
+    """``dask.compute(lazy)`` by the scheduler function ``get``, without dask's expression layer.
+
+    ``dask.compute`` turns the graph into an expression and optimises it even with
+    ``optimize_graph=False``: ~0.3 ms an exposure holding the GIL, for raw tasks (one a
+    tile or a few files) that have nothing to optimise. Here the collections' graphs go
+    to ``get(graph, keys)`` as they are, and each result is finalised as ``dask.compute``
+    would (``__dask_postcompute__``).
+    """
     graph: dict = {}
 
     def keys_of(item):
@@ -201,7 +235,7 @@ def _on_local_threads(lazy: list) -> list:
         finalise, extra = item.__dask_postcompute__()
         return finalise(result, *extra)
 
-    return finalised(lazy, dask.threaded.get(graph, keys))
+    return finalised(lazy, get(graph, keys))
 
 
 def _user_mask_digest(mask: np.ndarray) -> str:
@@ -796,19 +830,20 @@ def _scan_and_write(
         counts["written"] += n_files
         return sources
 
+    if distributed:
+        compute, make = _on_cluster, _write_on_cluster
+    else:
+        compute, make = _on_local_threads, functools.partial(_write_in, file_writers)
+
     def launch(lazy: list, update: Callable[[], None] | None, files: list, marks: list[int]):
-        # ``files`` are the block's writes, made once its store update (if any) ran. On a
-        # cluster the client has stored the block already and the workers write the files.
-        if distributed:
-            parts = [_Tiles(x) if isinstance(x, da.Array) else x for x in lazy]
-            futures = [background.submit(_computed, parts, _write_tasks(files))]
-        else:
-            # Beside the dask computation rather than in it: the threaded scheduler ran the
-            # store update after most reads, and the files' waits on the disk held its
-            # threads (6.6 -> 6.1 ms an exposure, docs/benchmarks.md).
-            futures = [background.submit(_on_local_threads, lazy)]
-            if update is not None or files:
-                futures.append(background.submit(_store_then_write, update, files, file_writers))
+        # ``files`` are the block's writes, made once its store update (if any) ran, beside
+        # the computation of the next block's sources rather than in it: the threaded
+        # scheduler ran the store update after most reads, and the files' waits on the
+        # disk held its threads (6.6 -> 6.1 ms an exposure, docs/benchmarks.md). A
+        # cluster's client used to store each block on the thread that scans.
+        futures = [background.submit(compute, lazy)]
+        if update is not None or files:
+            futures.append(background.submit(_store_then_write, update, files, make))
         pending.extend([futures, len(files), marks])
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
@@ -906,12 +941,11 @@ def _scan_and_write(
                     for i, a in zip(block, actions, strict=True)
                     if a in (resume.WRITE, resume.STALE)
                 ]
-                args = (block[0], sources, masks, n_source, n_masked, unwritten, digests)
-                if distributed:
-                    writer.block(*args)  # the client writes the store; no 30 MB shipping
-                else:
-                    # Stored in parallel with the next block's reads, before files are marked.
-                    update = functools.partial(writer.block, *args)
+                # Stored (by this process: no 30 MB shipping to a worker) beside the next
+                # block's reads, before files are marked.
+                update = functools.partial(
+                    writer.block, block[0], sources, masks, n_source, n_masked, unwritten, digests
+                )
             for k, i in enumerate(block):
                 action = actions[k]
                 if action == resume.WRITE:
@@ -986,12 +1020,13 @@ def _finish(
 FILES_PER_TASK = 4
 
 
-def _write_tasks(writes: list[Callable[[], str]]) -> list:
-    """Dask tasks that make ``writes``, a few each."""
-    return [
+def _write_on_cluster(writes: list[Callable[[], str]]) -> list[str]:
+    """Make ``writes`` on the client's cluster, a few a task; their paths."""
+    tasks = [
         dask.delayed(_write_files, pure=False)(writes[k : k + FILES_PER_TASK])
         for k in range(0, len(writes), FILES_PER_TASK)
     ]
+    return [path for paths in _on_cluster(tasks) for path in paths]
 
 
 def _write_files(writes: list[Callable[[], str]]) -> list[str]:
@@ -999,16 +1034,23 @@ def _write_files(writes: list[Callable[[], str]]) -> list[str]:
     return [write() for write in writes]
 
 
+def _write_in(pool: ThreadPoolExecutor, writes: list[Callable[[], str]]) -> list[str]:
+    """Make ``writes`` in ``pool``'s threads, a few at once; their paths."""
+    return list(pool.map(operator.call, writes))
+
+
 def _store_then_write(
-    update: Callable[[], None] | None, writes: list[Callable[[], str]], pool: ThreadPoolExecutor
+    update: Callable[[], None] | None,
+    writes: list[Callable[[], str]],
+    make: Callable[[list[Callable[[], str]]], list[str]],
 ) -> list[str]:
-    """Store a block (``update``), then make its ``writes`` in ``pool``'s threads; their paths.
+    """Store a block (``update``), then ``make`` its ``writes``; their paths.
 
     In this order, so that outputs to be rewritten lose their ``written`` mark first.
     """
     if update is not None:
         update()
-    return list(pool.map(operator.call, writes))
+    return make(writes) if writes else []
 
 
 def _shared(value: object, distributed: bool):

@@ -11,6 +11,7 @@ with no exchange between tasks, as ``map_overlap`` would need.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -93,7 +94,12 @@ def read_rows(
 
 
 def brightest_rows(
-    path: str, layout: ArrayLayout, integration: int, groups: int, rows: slice
+    path: str,
+    layout: ArrayLayout,
+    integration: int,
+    groups: int,
+    rows: slice,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The brightest of the leading groups of one integration, per pixel of whole rows.
 
@@ -102,6 +108,11 @@ def brightest_rows(
     gets all the reads together), then read with one ``pread`` a group into a buffer kept
     per thread, and reduced in the stored order: it is the physical order, so only the
     one brightest plane is converted. Other encodings go through :func:`read_rows`.
+
+    Parameters
+    ----------
+    out : ndarray of int16, shape (nrows, nx), optional
+        Where the usual data's result is made (other encodings ignore it).
 
     Returns
     -------
@@ -112,20 +123,22 @@ def brightest_rows(
         raise ValueError("at least one group is needed")
     if not (layout.bitpix == 16 and layout.bzero == 32768 and layout.bscale == 1):
         return read_rows(path, layout, integration, groups, rows).max(axis=0)
-    return _brightest_stored(_raw_groups(path, layout, integration, rows, groups))
+    return _brightest_stored(_raw_groups(path, layout, integration, rows, groups), out)
 
 
-def _brightest_stored(ramp: np.ndarray) -> np.ndarray:
+def _brightest_stored(ramp: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The brightest of stored 16-bit groups (BZERO 32768), as physical uint16 values.
 
     Reduced in the stored order, which is the physical order, so only the one brightest
-    plane is converted.
+    plane is converted. ``out`` (int16, one plane's shape) receives it when given.
     """
     if len(ramp) == 1:
-        peak = ramp[0].astype(np.int16)
+        peak = ramp[0].astype(np.int16) if out is None else out
+        if out is not None:
+            np.copyto(out, ramp[0])
     else:
         # Pairwise in place: faster than np.maximum.reduce on big-endian values.
-        peak = np.maximum(ramp[0], ramp[1])
+        peak = np.maximum(ramp[0], ramp[1], out=out)
         for plane in ramp[2:]:
             np.maximum(peak, plane, out=peak)
     # Two's complement plus 32768 is the sign bit flipped.
@@ -134,20 +147,35 @@ def _brightest_stored(ramp: np.ndarray) -> np.ndarray:
     return peak
 
 
-#: Largest read buffer kept per thread (a tile of 4 full-frame groups is 2 MB); a larger
-#: read gets a buffer of its own, so that idle threads never hold much memory.
+#: Largest scratch buffer kept per thread and use (a tile of 4 full-frame groups is 2 MB);
+#: a larger one is made afresh, so that idle threads never hold much memory.
 _KEEP_BYTES = 16 << 20
 _buffers = threading.local()
 
 
-def _thread_buffer(nbytes: int) -> np.ndarray:
-    """A scratch byte buffer of this thread (its pages stay mapped from one read to the next)."""
+def _thread_buffer(nbytes: int, use: str = "read") -> np.ndarray:
+    """A scratch byte buffer of this thread for ``use``, valid until its next call for it.
+
+    Its pages stay mapped from one tile to the next. That matters most in dask's worker
+    processes: the nanny sets ``MALLOC_TRIM_THRESHOLD_``, which fixes glibc's mmap
+    threshold at 128 KiB, so every fresh tile-sized array there is new pages from the
+    kernel, faulted in and zeroed, and returned when freed.
+    """
     if nbytes > _KEEP_BYTES:
         return np.empty(nbytes, dtype=np.uint8)
-    buf = getattr(_buffers, "buf", None)
+    kept = getattr(_buffers, "kept", None)
+    if kept is None:
+        kept = _buffers.kept = {}
+    buf = kept.get(use)
     if buf is None or buf.size < nbytes:
-        buf = _buffers.buf = np.empty(-(-nbytes // (256 << 10)) * (256 << 10), dtype=np.uint8)
+        buf = kept[use] = np.empty(-(-nbytes // (256 << 10)) * (256 << 10), dtype=np.uint8)
     return buf[:nbytes]
+
+
+def _scratch(use: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An array of this thread's scratch buffer for ``use`` (content undefined)."""
+    dtype = np.dtype(dtype)
+    return _thread_buffer(math.prod(shape) * dtype.itemsize, use).view(dtype).reshape(shape)
 
 
 def _willneed(fd: int, first: int, span: int, stride: int, groups: int) -> None:
@@ -195,29 +223,42 @@ def _tile_from_ramp(
     ny, nx = window.values.shape
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
+    halo = (hy.stop - hy.start, hx.stop - hx.start)
+    # The intermediate images are this thread's scratch; only the result is made afresh.
     src = None
     for i in integrations:
         # A pixel saturates within the groups exactly when their brightest value does.
-        peak = brightest_rows(path, layout, i, groups, hy)[:, hx]
+        peak = brightest_rows(
+            path, layout, i, groups, hy, out=_scratch("peak", (halo[0], layout.shape[3]), np.int16)
+        )[:, hx]
         if peak.dtype == np.uint16:
-            hit = _reached(peak, window, hy, hx)
+            hit = _reached(peak, window, hy, hx, out=_scratch("hit", halo, bool))
         else:
             hit = peak >= window.values[hy, hx]
-        hit = grow(hit, grow_by)
-        src = hit if src is None else src | hit
+        grown, work = _scratch("grown", halo, bool), _scratch("rows", halo, bool)
+        hit = grow(hit, grow_by, out=grown, work=work)
+        if src is None:
+            src = hit.copy() if len(integrations) > 1 else hit
+        else:
+            src |= hit
     if src is None:
-        src = np.zeros((hy.stop - hy.start, hx.stop - hx.start), dtype=bool)
-    return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
+        src = np.zeros(halo, dtype=bool)
+    return src[
+        ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start
+    ].copy()
 
 
-def _reached(peak: np.ndarray, window: Window, ys: slice, xs: slice) -> np.ndarray:
+def _reached(
+    peak: np.ndarray, window: Window, ys: slice, xs: slice, out: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels of 16-bit values ``peak`` (the part ``ys, xs`` of ``window``) at their thresholds.
 
     Integers against the thresholds' ceilings: one SIMD pass, no float conversion. The
     few pixels that are never checked (their ceiling clipped to 65535) are then cleared
-    by index, which is cheaper than a second pass over the tile for them.
+    by index, which is cheaper than a second pass over the tile for them. ``out``
+    receives the result when given.
     """
-    hit = peak >= window.limits[0][ys, xs]
+    hit = np.greater_equal(peak, window.limits[0][ys, xs], out=out)
     rows, cols = window.never_at
     inside = (rows >= ys.start) & (rows < ys.stop) & (cols >= xs.start) & (cols < xs.stop)
     hit[rows[inside] - ys.start, cols[inside] - xs.start] = False
