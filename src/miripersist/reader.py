@@ -224,28 +224,29 @@ def _tile_from_ramp(
     hy = slice(max(0, ys.start - grow_by), min(ny, ys.stop + grow_by))
     hx = slice(max(0, xs.start - grow_by), min(nx, xs.stop + grow_by))
     halo = (hy.stop - hy.start, hx.stop - hx.start)
-    # The intermediate images are this thread's scratch; only the result is made afresh.
+    # The intermediate images are this thread's scratch; only the growth's result, which
+    # the tile's result is part of, is made afresh.
     src = None
     for i in integrations:
         # A pixel saturates within the groups exactly when their brightest value does.
         peak = brightest_rows(
             path, layout, i, groups, hy, out=_scratch("peak", (halo[0], layout.shape[3]), np.int16)
         )[:, hx]
+        scratch = _scratch("hit", halo, bool)
         if peak.dtype == np.uint16:
-            hit = _reached(peak, window, hy, hx, out=_scratch("hit", halo, bool))
+            hit = _reached(peak, window, hy, hx, out=scratch)
         else:
             hit = peak >= window.values[hy, hx]
-        grown, work = _scratch("grown", halo, bool), _scratch("rows", halo, bool)
-        hit = grow(hit, grow_by, out=grown, work=work)
+        hit = grow(hit, grow_by, work=_scratch("rows", halo, bool))
+        if hit is scratch:  # nothing grew
+            hit = hit.copy()
         if src is None:
-            src = hit.copy() if len(integrations) > 1 else hit
+            src = hit
         else:
             src |= hit
     if src is None:
         src = np.zeros(halo, dtype=bool)
-    return src[
-        ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start
-    ].copy()
+    return src[ys.start - hy.start : ys.stop - hy.start, xs.start - hx.start : xs.stop - hx.start]
 
 
 def _reached(
