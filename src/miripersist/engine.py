@@ -812,9 +812,9 @@ def _scan_and_write(
     stale: list[int] = []
     writer = store_mod.Writer(scan.target)
     config = {} if distributed else {"num_workers": _local_workers(params.mode)}
-    # The dask computation of a block's sources, and (local threads) the store update and
-    # files of the block before it; files are written a few at once, as each waits on the
-    # disk for most of its time.
+    # The dask computation of a block's sources, and the store update and files of the
+    # block before it; local threads write files a few at once, as each waits on the disk
+    # for most of its time.
     background = ThreadPoolExecutor(2, thread_name_prefix="miripersist-compute")
     file_writers = ThreadPoolExecutor(FILES_PER_TASK, thread_name_prefix="miripersist-write")
     pending: list = []  # [futures, number of files, exposures to mark written]
@@ -872,7 +872,7 @@ def _scan_and_write(
     with dask.config.set(config), file_writers, background:
         todo, lazy = lazy_block(blocks[0][1])
         launch(lazy, None, [], [])
-        update = None  # this block's store update (zarr), local threads
+        update = None  # this block's store update (zarr)
         files: list = []  # this block's output files, as calls that write them
         to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
         for b, (detector, block) in enumerate(blocks):

@@ -133,9 +133,8 @@ def _brightest_stored(ramp: np.ndarray, out: np.ndarray | None = None) -> np.nda
     plane is converted. ``out`` (int16, one plane's shape) receives it when given.
     """
     if len(ramp) == 1:
-        peak = ramp[0].astype(np.int16) if out is None else out
-        if out is not None:
-            np.copyto(out, ramp[0])
+        peak = np.empty(ramp.shape[1:], np.int16) if out is None else out
+        np.copyto(peak, ramp[0])
     else:
         # Pairwise in place: faster than np.maximum.reduce on big-endian values.
         peak = np.maximum(ramp[0], ramp[1], out=out)

@@ -45,36 +45,30 @@ def saturated_any(groups: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return groups.max(axis=0) >= thresholds
 
 
-def grow(
-    mask: np.ndarray,
-    n_pix_grow_sat: int,
-    out: np.ndarray | None = None,
-    work: np.ndarray | None = None,
-) -> np.ndarray:
+def grow(mask: np.ndarray, n_pix_grow_sat: int, work: np.ndarray | None = None) -> np.ndarray:
     """Dilate by a (2n+1) x (2n+1) box with nothing beyond the array edge (stcal's growth).
 
     A box is separable, so shifted ORs along rows then columns give exactly
     ``scipy.ndimage.binary_dilation(mask, ones((2n+1, 2n+1)), border_value=0)`` at a
-    tenth of its cost on a full frame (the tests check the equality). ``out`` receives
-    the result and ``work`` the rows' pass when given (neither may be ``mask``); with
-    nothing to grow, ``mask`` itself is returned.
+    tenth of its cost on a full frame (the tests check the equality). ``work`` (not
+    ``mask``), when given, holds the rows' pass instead of a new array; the result is a
+    new array, or ``mask`` itself when there is nothing to grow.
     """
     if n_pix_grow_sat <= 0 or not mask.any():
         return mask
-    rows = mask.copy() if work is None else _copied(mask, work)
+    if work is None:
+        rows = mask.copy()
+    else:
+        rows = work
+        np.copyto(rows, mask)
     for d in range(1, n_pix_grow_sat + 1):
         rows[d:] |= mask[:-d]
         rows[:-d] |= mask[d:]
-    out = rows.copy() if out is None else _copied(rows, out)
+    out = rows.copy()
     for d in range(1, n_pix_grow_sat + 1):
         out[:, d:] |= rows[:, :-d]
         out[:, :-d] |= rows[:, d:]
     return out
-
-
-def _copied(source: np.ndarray, into: np.ndarray) -> np.ndarray:
-    np.copyto(into, source)
-    return into
 
 
 def pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
