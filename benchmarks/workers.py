@@ -105,7 +105,8 @@ def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
                 "--no-dashboard",
             )
         with Client(scheduler_file=scheduler_file, timeout="60s") as client:
-            client.wait_for_workers(n_workers, timeout=60)
+            if n_workers:  # none: a scheduler alone, as a batch system's before its workers
+                client.wait_for_workers(n_workers, timeout=60)
         yield scheduler_file
     finally:
         for p in procs:

@@ -209,6 +209,29 @@ def test_split_run_with_history_equals_one_run(program, saturated, tmp_path):
         )
 
 
+@pytest.mark.parametrize("given", ["state", "store"])
+def test_a_history_that_interleaves_with_the_run_is_refused(program, tmp_path, given):
+    # Visits whose exposures alternate in time: the first visit's later saturation comes
+    # after the second visit starts, so its final state is not what the step would carry
+    # into the second visit's first exposure.
+    paths = _in_time_order(program.files)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for where, part in ((first, paths[0::2]), (second, paths[1::2])):
+        where.mkdir()
+        for p in part:
+            shutil.copy(p, where)
+    params = Parameters(method="pipeline", window_days=2000 / 86400.0, mode="sidecar")
+    run([str(first)], str(tmp_path / "out1"), [program.saturation_ref], params=params)
+    history = str(
+        tmp_path / "out1" / ("persistence_state.asdf" if given == "state" else "persistence.zarr")
+    )
+    out2 = tmp_path / "out2"
+    with pytest.raises(ConfigError, match="a history must be wholly earlier") as info:
+        run([str(second)], str(out2), [program.saturation_ref], params=params, history=history)
+    assert len(str(info.value).splitlines()) == 1
+    assert not out2.exists()
+
+
 def test_rerun_writes_nothing_and_a_killed_output_is_remade(program, tmp_path):
     out = str(tmp_path / "out")
     params = Parameters(method="pipeline", window_days=100 / 86400.0)

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from .errors import ConfigError, MiripersistError
+from .paths import local_path, local_paths, optional_path
 
 
 def _duration(text: str) -> float:
@@ -26,6 +27,17 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 class _Version(argparse.Action):
@@ -146,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--history",
         metavar="STORE",
+        action="append",
         help="store of an earlier run whose sources count as saturation before "
         "this run's first exposure (--method pipeline: such a store, or a persistence-array "
         "ASDF file such as an earlier run's persistence_state.asdf)",
@@ -175,13 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="scheduler file (dask scheduler --scheduler-file, dask-mpi, dask-jobqueue)",
     )
     where.add_argument(
-        "--workers", type=int, metavar="N", help="start a local cluster of N worker processes"
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="start a local cluster of N worker processes",
     )
     dist.add_argument(
         "--threads-per-worker",
-        type=int,
+        type=_positive,
         metavar="M",
         help="threads per local worker, with --workers (default 1)",
+    )
+    dist.add_argument(
+        "--wait-for-workers",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="with --scheduler or --scheduler-file, how long to wait for a first worker "
+        "(e.g. 10m while a batch system starts them; default 60s)",
     )
     run.add_argument(
         "--batch",
@@ -200,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         "self-contained page: parameters, inputs, figures, a sortable table of the exposures "
         "with links to their outputs, the inputs skipped) about a run's store.",
     )
-    rep.add_argument("store", metavar="STORE", help="the zarr store of a run")
+    rep.add_argument(
+        "store",
+        metavar="STORE",
+        help="the zarr store of a run, or the run's output directory (its persistence.zarr)",
+    )
     rep.add_argument("--out", metavar="DIR", help="where to write (default STORE/../report)")
     rep.add_argument(
         "--outputs",
@@ -340,10 +368,14 @@ def _importing(module: str):
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.threads_per_worker is not None and args.workers is None:
         raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
+    if args.wait_for_workers is not None and args.scheduler is None and args.scheduler_file is None:
+        raise ConfigError(
+            "--wait-for-workers is for a running scheduler: give --scheduler or --scheduler-file"
+        )
     with _importing("miripersist.engine"):
         _dask_array_lean()
         from .cluster import check_workers, connect, dashboard, disconnect
-        from .engine import Parameters, run_to_store
+        from .engine import Parameters, one_history, run_to_store
         from .flags import parse_flags
         from .store import Stored
         from .summary import format_summary
@@ -362,14 +394,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch=args.batch,
     )
     # Paths leave this process: dask workers resolve them in their own working directory,
-    # and the store records them. Every one is made absolute here, once.
-    inputs = [os.path.abspath(p) for p in args.inputs]  # a glob pattern stays a pattern
-    output_dir = os.path.abspath(args.output_dir)
-    saturation_refs = [os.path.abspath(p) for p in args.saturation_ref]
-    store, user_mask, history = (
-        os.path.abspath(p) if p else None for p in (args.store, args.user_mask, args.history)
+    # and the store records them. Every one is made absolute (and a URL refused) before a
+    # cluster is asked for.
+    inputs = local_paths(args.inputs, "an input")
+    output_dir = local_path(args.output_dir, "--output-dir")
+    saturation_refs = local_paths(args.saturation_ref, "--saturation-ref")
+    store = optional_path(args.store, "--store")
+    user_mask = optional_path(args.user_mask, "--user-mask")
+    history = optional_path(one_history(args.history), "--history")
+    client = connect(
+        args.scheduler,
+        args.scheduler_file,
+        args.workers,
+        args.threads_per_worker,
+        wait_for_workers=None if args.wait_for_workers is None else args.wait_for_workers * 86400.0,
     )
-    client = connect(args.scheduler, args.scheduler_file, args.workers, args.threads_per_worker)
     with _local_threads(client):
         try:
             if client is not None:
@@ -404,7 +443,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.store):  # said before the heavy imports
+    local_path(args.store, "the store")  # said before the heavy imports
+    if not os.path.exists(args.store):
         raise ConfigError(f"{args.store}: no such store")
     with _importing("miripersist.report"):
         from .report import report
@@ -419,6 +459,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    local_path(args.directory, "the demo's directory")
     from .demo import demo
 
     demo(args.directory, quiet=args.quiet)

@@ -14,7 +14,10 @@ import os
 import socket
 from collections.abc import Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, MiripersistError
+
+#: How long a run waits for a first worker of a running scheduler, by default (s).
+WAIT_FOR_WORKERS = 60.0
 
 
 def connect(
@@ -22,6 +25,7 @@ def connect(
     scheduler_file: str | None = None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
+    wait_for_workers: float | None = None,
 ):
     """Return a ``distributed.Client`` for the options given, or None for the local default.
 
@@ -38,21 +42,39 @@ def connect(
         dask-jobqueue.
     workers, threads_per_worker : int, optional
         Start a local cluster of worker processes.
+    wait_for_workers : float, optional
+        Seconds to wait for a running scheduler's first worker (default
+        :data:`WAIT_FOR_WORKERS`); a batch system may still be starting them.
+
+    Raises
+    ------
+    ConfigError
+        If a count is below 1, or the scheduler cannot be reached.
+    MiripersistError
+        If no worker joins a running scheduler in time.
     """
     if scheduler is None and scheduler_file is None and workers is None:
         return None
+    for name, value in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and not (whole and value >= 1):
+            raise ConfigError(f"{name} must be a whole number of 1 or more, not {value!r}")
     from distributed import Client, LocalCluster
 
     for name in ("distributed", "tornado", "asyncio", "bokeh"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
     try:
-        if scheduler is not None:
-            return Client(scheduler, timeout="30s")
-        if scheduler_file is not None:
-            if not os.path.exists(scheduler_file):
+        if scheduler is not None or scheduler_file is not None:
+            if scheduler_file is not None and not os.path.exists(scheduler_file):
                 raise ConfigError(f"{scheduler_file}: no such scheduler file")
-            return Client(scheduler_file=scheduler_file, timeout="30s")
+            client = Client(scheduler, scheduler_file=scheduler_file, timeout="30s")
+            _wait_for_a_worker(
+                client,
+                scheduler or scheduler_file,
+                WAIT_FOR_WORKERS if wait_for_workers is None else wait_for_workers,
+            )
+            return client
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker or 1,
@@ -64,6 +86,18 @@ def connect(
     except (OSError, TimeoutError) as exc:
         where = scheduler or scheduler_file or "local cluster"
         raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
+
+
+def _wait_for_a_worker(client, where: str, seconds: float) -> None:
+    """Return once the scheduler has a worker; else close ``client`` and say so in one line."""
+    try:
+        client.wait_for_workers(1, timeout=seconds)
+    except TimeoutError:
+        client.close()
+        raise MiripersistError(
+            f"{where}: the dask scheduler has no worker (none joined in {seconds:g} s); "
+            "start workers, or wait longer for a batch system's with --wait-for-workers"
+        ) from None
 
 
 def dashboard(client) -> str | None:

@@ -44,6 +44,7 @@ from .inventory import (
 )
 from .methods import Method
 from .parameters import Parameters, option_name, window_words
+from .paths import local_path, local_paths, optional_path
 from .reader import lazy_sources
 from .saturation import grow
 from .thresholds import Window, assign_references
@@ -236,6 +237,24 @@ def _raw_compute(lazy: list, get: Callable) -> list:
         return finalise(result, *extra)
 
     return finalised(lazy, get(graph, keys))
+
+
+def one_history(history: str | os.PathLike | Sequence | None) -> str | os.PathLike | None:
+    """The one ``--history`` of a run; more than one is refused.
+
+    A store made with ``--history`` holds the history before it, so visits chain run
+    after run; two stores side by side would each have to be checked against the other.
+    """
+    if history is None or isinstance(history, str | os.PathLike):
+        return history
+    given = list(history)
+    if len(given) > 1:
+        raise ConfigError(
+            f"--history given {len(given)} times ({', '.join(map(str, given))}): give one, "
+            "the store of the latest earlier visit (a store made with --history holds the "
+            "visits before it)"
+        )
+    return given[0] if given else None
 
 
 def _user_mask_digest(mask: np.ndarray) -> str:
@@ -586,13 +605,13 @@ def run_to_store(
         for paths in (inputs, saturation_refs)
     )
     # Absolute before anything is planned or sent to workers, whose working directory may
-    # be another (glob patterns stay patterns: abspath keeps their wildcards).
-    inputs = [os.path.abspath(p) for p in inputs]
-    output_dir = os.path.abspath(output_dir)
-    saturation_refs = [os.path.abspath(p) for p in saturation_refs]
-    store, user_mask, history = (
-        os.path.abspath(p) if p else None for p in (store, user_mask, history)
-    )
+    # be another; a URL is refused before anything is made.
+    inputs = local_paths(inputs, "an input")
+    output_dir = local_path(output_dir, "--output-dir")
+    saturation_refs = local_paths(saturation_refs, "--saturation-ref")
+    store = optional_path(store, "--store")
+    user_mask = optional_path(user_mask, "--user-mask")
+    history = optional_path(one_history(history), "--history")
     inputs_found, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
     references = assign_references(inputs_found, saturation_refs)
     inputs_found, references, more = _check_windows(inputs_found, references, skip_bad)
@@ -603,7 +622,7 @@ def run_to_store(
     skipped += more
     umask = read_user_mask(user_mask)
     record = params.record() | {"user_mask_sha256": _user_mask_digest(umask)}
-    store_path = store or os.path.join(output_dir, "persistence.zarr")
+    store_path = store or os.path.join(output_dir, store_mod.DEFAULT_NAME)
     _check_store_path(store_path, output_dir)
     _warn_if_sidecars_unread(params)
     made = not os.path.exists(output_dir)

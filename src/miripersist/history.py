@@ -33,8 +33,13 @@ def open_store_history(path: str, exposures: Sequence[Exposure], params) -> list
         chain.insert(0, _open_history(earlier, made=paths[1]))
     for where, past in zip(paths, chain, strict=True):
         _check_parameters(where, past, params)
-    _check_history(chain[-1], exposures)
+    check_wholly_earlier(chain[-1], exposures)
     return chain
+
+
+def open_history_store(path: str) -> xr.Dataset:
+    """An earlier run's store given as ``--history``; a one-line error if it cannot be read."""
+    return _open_history(path)
 
 
 def _open_history(path: str, made: str | None = None) -> xr.Dataset:
@@ -61,7 +66,14 @@ def _check_parameters(path: str, past: xr.Dataset, params) -> None:
             )
 
 
-def _check_history(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
+def check_wholly_earlier(past: xr.Dataset, exposures: Sequence[Exposure]) -> None:
+    """Refuse a history store that holds an exposure of this run, or one not wholly before it.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`miripersist.resume.check_history`.
+    """
     done = past["complete"].values
     resume.check_history(
         [

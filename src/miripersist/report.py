@@ -16,8 +16,9 @@ from astropy.time import Time
 from scipy import ndimage
 
 from .errors import ConfigError
+from .paths import refuse_url
 from .scan import NEVER_SATURATED, new_carry
-from .store import open_store
+from .store import find_store, open_store
 
 __all__ = [
     "Report",
@@ -351,7 +352,8 @@ def report(store: str, out: str | None = None, outputs: str | None = None) -> Re
     Parameters
     ----------
     store : str
-        A store written by ``miripersist run``.
+        A store written by ``miripersist run``, or the output directory that holds it as
+        ``persistence.zarr``.
     out : str, optional
         Where to write (default: ``report/`` beside the store).
     outputs : str, optional
@@ -376,6 +378,10 @@ def report(store: str, out: str | None = None, outputs: str | None = None) -> Re
     matplotlib.use("Agg")
     from .html_report import write_page
 
+    for given, what in ((store, "the store"), (out, "--out"), (outputs, "--outputs")):
+        if given:
+            refuse_url(given, what)
+    store = find_store(store)
     ds = load_store(store)
     if ds.sizes["exposure"] == 0:
         raise ConfigError(f"{store}: the store has no exposures")

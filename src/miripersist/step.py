@@ -8,10 +8,46 @@ an uncal file or a glob pattern (or a list of them); the outputs go to ``output_
 from __future__ import annotations
 
 import os
+import re
 
+from configobj import ConfigObj
 from stpipe import Step
+from stpipe.exceptions import StpipeExitException
 
-__all__ = ["PersistenceMaskStep"]
+from .errors import MiripersistError
+
+__all__ = ["PersistenceMaskStep", "StepError"]
+
+
+class StepError(MiripersistError, StpipeExitException):
+    """A run of the step that failed: one line, logged, and the exit code of the command line.
+
+    ``strun`` ends with the exit code of a :class:`~stpipe.exceptions.StpipeExitException`
+    without a traceback; from Python it is caught as any :class:`MiripersistError`.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        StpipeExitException.__init__(self, exit_code, message)
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+def strun_words(message: str, spec: str) -> str:
+    """A message's command-line options as ``strun`` takes them.
+
+    ``--overwrite`` becomes ``--overwrite=True`` (strun's booleans take a value), and
+    ``--saturation-ref`` becomes ``--saturation_ref``; what the message says for Python
+    callers (``overwrite=True in Python``, ``store=...``) is dropped.
+    """
+    parsed = ConfigObj(spec.splitlines(), list_values=False, _inspec=True)
+    message = re.sub(r"\s*\([a-z_]+=[^()]*\)|,? [a-z_]+=True in Python,?", "", message)
+    for name, kind in parsed.items():
+        flag = "--" + name.replace("_", "-")
+        said = f"--{name}=True" if str(kind).startswith("boolean") else f"--{name}"
+        message = re.sub(rf"{re.escape(flag)}(?![\w-])", said, message)
+    return message
 
 
 class PersistenceMaskStep(Step):
@@ -66,8 +102,20 @@ class PersistenceMaskStep(Step):
             raise ConfigError(f"window: {exc}") from None
 
     def process(self, step_input):
-        """Run miripersist on ``step_input``; return its store (an xarray Dataset)."""
-        from .engine import Parameters, run
+        """Run miripersist on ``step_input``; return its store (an xarray Dataset).
+
+        A failure is logged as one line, with the options as ``strun`` spells them, and
+        raised as :class:`StepError`.
+        """
+        try:
+            return self._masked(step_input)
+        except MiripersistError as exc:
+            message = strun_words(str(exc), self.spec)
+            self.log.error("%s", message)
+            raise StepError(message, exc.exit_code) from None
+
+    def _masked(self, step_input):
+        from .engine import Parameters
         from .flags import parse_flags
 
         inputs = list(step_input) if isinstance(step_input, list | tuple) else [step_input]
@@ -85,17 +133,7 @@ class PersistenceMaskStep(Step):
             dilate=self.dilate,
         )
         output_dir = self.output_dir or os.getcwd()
-        ds = run(
-            [str(i) for i in inputs],
-            output_dir,
-            saturation_refs=refs,
-            params=params,
-            store=self.store,
-            user_mask=self.user_mask,
-            overwrite=self.overwrite,
-            history=self.history,
-            skip_bad=self.skip_bad,
-        )
+        ds = self._run(inputs, output_dir, refs, params)
         from .summary import last_run_line
 
         self.log.info(
@@ -106,3 +144,18 @@ class PersistenceMaskStep(Step):
             output_dir,
         )
         return ds
+
+    def _run(self, inputs: list, output_dir: str, refs: list[str], params):
+        from .engine import run
+
+        return run(
+            [str(i) for i in inputs],
+            output_dir,
+            saturation_refs=refs,
+            params=params,
+            store=self.store,
+            user_mask=self.user_mask,
+            overwrite=self.overwrite,
+            history=self.history,
+            skip_bad=self.skip_bad,
+        )

@@ -221,6 +221,23 @@ def is_store(path: str) -> bool:
         return False
 
 
+#: The store's name in the output directory, unless ``--store`` names another path.
+DEFAULT_NAME = "persistence.zarr"
+
+
+def find_store(path: str) -> str:
+    """The store ``path`` names: itself, or the default store of the output directory ``path``.
+
+    A user who ran ``miripersist run --output-dir masked/`` may name ``masked/`` where a
+    store is asked for; its ``persistence.zarr`` is meant. Anything else is returned as
+    given, for the caller to say what it is not.
+    """
+    inside = os.path.join(path, DEFAULT_NAME)
+    if os.path.isdir(path) and not is_store(path) and is_store(inside):
+        return inside
+    return path
+
+
 def sibling(path: str, kind: str) -> str:
     """A temporary name beside the store ``path`` that says which host and process own it.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, brief
-from ..grouptimes import file_group_times
+from ..grouptimes import file_group_times, mjd_to_epoch
 from ..inventory import DETECTOR_SHAPE, output_name
 from ..saturation import NEVER
 from ..statefile import FINAL_STATE, STATE_SUFFIX, last_filenames, read_state, state_entry
@@ -162,13 +162,21 @@ class Pipeline(Method):
     def open_history(self, path, exposures, params):
         """A persistence-array file (the step's, or a run's final state), full frame.
 
-        A store of an earlier ``--method pipeline`` run holds its final state too.
+        A store of an earlier ``--method pipeline`` run holds its final state too, and
+        its exposures, which must all end before this run's first one starts (as every
+        method's history must). A state file records no exposure times: there, every
+        saturation it remembers must come before this run's first exposure, which is
+        what makes it the state the step would carry into this run.
         """
+        seconds = pers_time(params)
         names = {os.path.basename(f.path) for e in exposures for f in e.files}
         if os.path.isdir(path):
-            states, last = stored_states(path, pers_time(params))
+            from ..history import check_wholly_earlier, open_history_store
+
+            check_wholly_earlier(open_history_store(path), exposures)
+            states, last = stored_states(path, seconds)
         else:
-            states = read_state(path, pers_time(params), DETECTOR_SHAPE)
+            states = read_state(path, seconds, DETECTOR_SHAPE)
             last = last_filenames(path)
         for detector, name in last.items():
             if name in names:
@@ -176,6 +184,7 @@ class Pipeline(Method):
                     f"--history {path}: its {detector} state ends with {name}, one of this "
                     "run's exposures; give the state before them"
                 )
+        _check_saturation_earlier(path, states, exposures, seconds)
         return {d: (states[d], last.get(d, "")) for d in states}
 
     def initial_carry(self, past, detector):
@@ -216,6 +225,32 @@ class State:
 
     ends: np.ndarray
     filename: str = ""
+
+
+def _check_saturation_earlier(path: str, states: dict, exposures, seconds: int) -> None:
+    """Refuse a state holding saturation seen after this run's first exposure on its detector.
+
+    A window end is the time of a first saturated group plus the window, so the latest
+    saturation a state remembers is its latest window end less the window.
+    """
+    from astropy.time import Time
+
+    first: dict[str, object] = {}
+    for e in exposures:
+        if e.detector not in first or e.start_mjd < first[e.detector].start_mjd:
+            first[e.detector] = e
+    for detector, ends in states.items():
+        if detector not in first or not ends.any():
+            continue
+        latest = float(ends.max()) - seconds
+        ours = first[detector]
+        if latest > mjd_to_epoch(ours.start_mjd):
+            when = Time(latest, format="unix").isot[:19]
+            raise ConfigError(
+                f"--history {path}: its {detector} state holds saturation at {when}, after "
+                f"this run's first exposure {ours.name} starts: a history must be wholly "
+                "earlier (run the visits together, or give the state from before this one)"
+            )
 
 
 def _digest(flags, entry: dict) -> str:
