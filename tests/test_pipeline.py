@@ -244,12 +244,13 @@ def test_rerun_writes_nothing_and_a_killed_output_is_remade(program, tmp_path):
     victim = sorted(n for n in before if n.endswith("_state.asdf"))[1]
     os.remove(os.path.join(out, victim))
     ds = run([program.directory], out, [program.saturation_ref], params=params)
-    # The exposure whose state file is gone gets both its outputs again, nothing else.
-    root = victim[: -len("_persistence_state.asdf")]
-    assert ds.attrs["last_run"]["written"] == 2
+    # The exposure whose state file is gone gets it again; its copy, still whole and
+    # holding the same flags (its recorded digest says so), is kept; nothing else changes.
+    assert ds.attrs["last_run"]["written"] == 1
+    assert ds.attrs["last_run"]["whole"] == 1
     after = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in before}
     changed = {n for n in before if before[n] != after[n]}
-    assert changed == {victim, f"{root}_masked_persistence_uncal.fits"}
+    assert changed == {victim}
     ds = run([program.directory], out, [program.saturation_ref], params=params)
     assert ds.attrs["last_run"]["written"] == 0
     assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in before} == after

@@ -108,6 +108,7 @@ def test_stopped_run_resumes_to_identical_outputs(tmp_path, longer, reference_ru
         "computed": 0,
         "reused": 24,
         "written": 0,
+        "whole": 0,
         "unchanged": 24,
         "retained": 0,
     }
@@ -455,3 +456,41 @@ def test_a_history_is_never_dropped_or_mixed_silently(tmp_path, longer):
             Parameters(n_unsat_threshold=5),
             history=history,
         )
+
+
+@pytest.mark.parametrize("mode", ["copy", "sidecar"])
+def test_outputs_a_failed_run_finished_are_kept_by_the_rerun(
+    tmp_path, longer, reference_run, monkeypatch, mode
+):
+    import errno
+
+    import miripersist.engine as engine
+
+    out = tmp_path / "out"
+    params = Parameters(batch=16, mode=mode)
+    writer = engine.write_copy if mode == "copy" else engine.write_sidecar
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return writer(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "write_copy" if mode == "copy" else "write_sidecar", full_disk)
+    with pytest.raises(MiripersistError, match="No space left on device"):
+        run([longer.directory], str(out), [longer.saturation_ref], params)
+    monkeypatch.undo()
+    whole = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    assert 3 <= len(whole) < len(longer.files)
+
+    ds = run([longer.directory], str(out), [longer.saturation_ref], params)
+    done = ds.attrs["last_run"]
+    assert done["whole"] == len(whole)
+    assert done["written"] == len(longer.files) - len(whole)
+    assert {n: p.stat().st_mtime_ns for n, p in ((p.name, p) for p in out.glob("*.fits"))
+            if n in whole} == whole  # fmt: skip
+    assert ds["written"].values.all()
+    fresh = tmp_path / "fresh"
+    run([longer.directory], str(fresh), [longer.saturation_ref], params)
+    assert digests(out) == digests(fresh)

@@ -46,6 +46,9 @@ from .methods import Method
 from .parameters import Parameters, option_name, window_words
 from .paths import local_path, local_paths, optional_path
 from .reader import lazy_sources
+from .recognise import CARD as RESULT_CARD
+from .recognise import COMMENT as RESULT_COMMENT
+from .recognise import holds, output_digest
 from .saturation import grow
 from .thresholds import Window, assign_references
 from .usermask import read_user_mask
@@ -84,14 +87,20 @@ class _Bits:
 
 def _write_one(
     exposure: Exposure, applied: np.ndarray | _Bits, n_masked: int, final: str, params: Parameters
-) -> str:
+) -> str | None:
+    """Write one pixel-flag output; its path, or None when ``final`` already held it."""
+    mask = np.asarray(applied, dtype=bool)
+    result = output_digest(exposure, mask, params.record())
+    if holds(final, result):  # left whole by a run that stopped before recording it
+        return None
     # The mask travels to the worker (1 byte a pixel, or a bit to another process), the DQ
     # image is made there: uint32 in a copy's PIXELDQ, the smallest type that holds the
     # flags in a sidecar.
     dtype = np.dtype(np.uint32) if params.mode == "copy" else smallest_unsigned(params.flags)
-    dq = np.array(applied, dtype=dtype)  # one new image (unpacked bits are 0 and 1)
+    dq = mask.astype(dtype)  # one new image (0 and 1)
     dq *= dtype.type(params.flags)
     cards = _header_cards(params, n_masked)
+    cards[RESULT_CARD] = (result, RESULT_COMMENT)
     try:
         if params.mode == "copy":
             write_copy(exposure, dq, final, cards)
@@ -827,7 +836,7 @@ def _scan_and_write(
             windows[key] = _shared(Window(ref.window_for(exp)), distributed)
         return windows[key]
 
-    counts = {"computed": 0, "reused": 0, "written": 0, "unchanged": 0, "retained": 0}
+    counts = {"computed": 0, "reused": 0, "written": 0, "whole": 0, "unchanged": 0, "retained": 0}
     stale: list[int] = []
     writer = store_mod.Writer(scan.target)
     config = {} if distributed else {"num_workers": _local_workers(params.mode)}
@@ -842,11 +851,12 @@ def _scan_and_write(
         """Wait for the work in flight; record its files as written; return its sources."""
         if not pending:
             return []
-        futures, n_files, marks = pending
+        futures, marks = pending
         pending.clear()
-        sources = [future.result() for future in futures][0]
+        sources, *paths = [future.result() for future in futures]
         writer.written(marks)
-        counts["written"] += n_files
+        for path in paths[0] if paths else []:
+            counts["written" if path is not None else "whole"] += 1
         return sources
 
     if distributed:
@@ -863,7 +873,7 @@ def _scan_and_write(
         futures = [background.submit(compute, lazy)]
         if update is not None or files:
             futures.append(background.submit(_store_then_write, update, files, make))
-        pending.extend([futures, len(files), marks])
+        pending.extend([futures, marks])
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
         todo = [i for i in block if not reuse[i]]
@@ -1039,8 +1049,8 @@ def _finish(
 FILES_PER_TASK = 4
 
 
-def _write_on_cluster(writes: list[Callable[[], str]]) -> list[str]:
-    """Make ``writes`` on the client's cluster, a few a task; their paths."""
+def _write_on_cluster(writes: list[Callable[[], str | None]]) -> list[str | None]:
+    """Make ``writes`` on the client's cluster, a few a task; their paths (None: kept)."""
     tasks = [
         dask.delayed(_write_files, pure=False)(writes[k : k + FILES_PER_TASK])
         for k in range(0, len(writes), FILES_PER_TASK)
@@ -1048,21 +1058,21 @@ def _write_on_cluster(writes: list[Callable[[], str]]) -> list[str]:
     return [path for paths in _on_cluster(tasks) for path in paths]
 
 
-def _write_files(writes: list[Callable[[], str]]) -> list[str]:
+def _write_files(writes: list[Callable[[], str | None]]) -> list[str | None]:
     """Make ``writes``, one after another; their paths."""
     return [write() for write in writes]
 
 
-def _write_in(pool: ThreadPoolExecutor, writes: list[Callable[[], str]]) -> list[str]:
+def _write_in(pool: ThreadPoolExecutor, writes: list[Callable[[], str | None]]) -> list[str | None]:
     """Make ``writes`` in ``pool``'s threads, a few at once; their paths."""
     return list(pool.map(operator.call, writes))
 
 
 def _store_then_write(
     update: Callable[[], None] | None,
-    writes: list[Callable[[], str]],
-    make: Callable[[list[Callable[[], str]]], list[str]],
-) -> list[str]:
+    writes: list[Callable[[], str | None]],
+    make: Callable[[list[Callable[[], str | None]]], list[str | None]],
+) -> list[str | None]:
     """Store a block (``update``), then ``make`` its ``writes``; their paths.
 
     In this order, so that outputs to be rewritten lose their ``written`` mark first.

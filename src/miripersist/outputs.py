@@ -14,6 +14,7 @@ from astropy.io import fits
 
 from .errors import MiripersistError
 from .inventory import Exposure
+from .recognise import CARD, COMMENT, holds, output_digest
 from .statefile import state_bytes
 from .windows import GroupFlags
 from .writeback import CHECKSUM_COMMENT, _copy_range, _write_all, atomic_output, provenance
@@ -28,13 +29,13 @@ def _unwritten(final: str, exc: OSError) -> MiripersistError:
     )
 
 
-def write_state(tree: dict, final: str) -> str:
-    """Write a persistence-array file, unless ``final`` already holds exactly these bytes."""
+def write_state(tree: dict, final: str) -> str | None:
+    """Write a persistence-array file; its path, or None when ``final`` held these bytes."""
     data = state_bytes(tree)
     try:
         with open(final, "rb") as fh:
             if fh.read() == data:
-                return final
+                return None
     except OSError:
         pass
     try:
@@ -57,19 +58,25 @@ def groupdq_hdu(cube: np.ndarray, cards: dict[str, object]) -> memoryview:
     return buffer.getbuffer()[len(primary.header.tostring()) :]
 
 
-def write_groupdq_copy(exposure: Exposure, flags: GroupFlags, final: str, params) -> str:
+def write_groupdq_copy(exposure: Exposure, flags: GroupFlags, final: str, params) -> str | None:
     """Byte-copy an uncal file and append the GROUPDQ that the step's flags make.
 
     dq_init ORs its own bits into an existing GROUPDQ and the saturation step adds its
-    flags, so these survive into calwebb_detector1. PIXELDQ is not touched.
+    flags, so these survive into calwebb_detector1. PIXELDQ is not touched. Returns the
+    path, or None when ``final`` already held this copy.
     """
     from . import store as store_mod
+
+    result = output_digest(exposure, flags.digest(), params.record())
+    if holds(final, result):
+        return None
 
     cards = params.header_cards(
         int(np.count_nonzero(flags.any_group())), store_mod.package_versions()["miripersist"]
     )
     cards["MPFLAGS"] = (params.flags, "group DQ bits set in persistence windows")
     cards["MPNMASK"] = (cards["MPNMASK"][0], "pixels with a flagged group in this file")
+    cards[CARD] = (result, COMMENT)
     hdu = groupdq_hdu(flags.cube(params.flags), cards)  # the cube is freed once serialised
     try:
         src = os.open(exposure.path, os.O_RDONLY)

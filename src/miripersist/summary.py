@@ -86,6 +86,11 @@ def last_run_line(counts: dict) -> str:
         + (f" ({counts['retained']} not named by this run)" if counts.get("retained") else "")
         + f"; {_count(counts.get('written', 0), 'output')} written, "
         f"{counts.get('unchanged', 0)} unchanged"
+        + (
+            f", {counts['whole']} found whole (left by a run that stopped)"
+            if counts.get("whole")
+            else ""
+        )
     )
     if not counts.get("computed") and not counts.get("written"):
         text += " (nothing to do: every output was already in place)"

@@ -227,14 +227,18 @@ def _template(
 def _header(
     kind: str, shape: tuple[int, int], cards: dict[str, object], dtype: str = "uint32"
 ) -> bytes:
-    # The count differs per file; everything else is fixed for the run, so the template is
-    # serialised once and only the count's card is replaced.
-    count = cards.get("MPNMASK")
-    fixed = {k: (0, v[1]) if k == "MPNMASK" else v for k, v in cards.items()}
+    # The count and the digest differ per file; everything else is fixed for the run, so
+    # the template is serialised once and only those cards are replaced.
+    fixed = {k: (_PLACEHOLDERS[k], v[1]) if k in _PLACEHOLDERS else v for k, v in cards.items()}
     head = _template(kind, tuple(shape), tuple(fixed.items()), dtype)
-    if count is not None:
-        head = fitsimage.replace_card(head, "MPNMASK", *count)
+    for key in _PLACEHOLDERS:
+        if key in cards:
+            head = fitsimage.replace_card(head, key, *cards[key])
     return head
+
+
+#: The cards of an output that vary file by file, and what the run's template holds for them.
+_PLACEHOLDERS = {"MPNMASK": 0, "MPRESULT": "0" * 32}
 
 
 def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, object]) -> None:
