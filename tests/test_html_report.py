@@ -95,8 +95,21 @@ def test_the_parameters_name_the_user_masks_digest_when_there_was_one():
     from miripersist.html_report import _parameter_rows
 
     parameters = {"mode": "copy", "user_mask_sha256": "ab12"}
-    assert ("user_mask_sha256", "ab12") in _parameter_rows(parameters, "mask.csv")
-    assert [key for key, _ in _parameter_rows(parameters, "")] == ["mode"]
+    assert ("--user-mask (its sha256)", "ab12") in _parameter_rows(parameters, "mask.csv")
+    assert [key for key, _ in _parameter_rows(parameters, "")] == ["--mode"]
+
+
+def test_the_parameters_are_shown_as_the_options_a_user_types():
+    from miripersist import Parameters
+    from miripersist.html_report import _parameter_rows
+
+    record = Parameters(window_days="2500s", batch=8, dilate=2).record()
+    rows = dict(_parameter_rows(record, ""))
+    assert rows["--window"] == "2500 s (41.7 min)"
+    assert rows["--batch"] == 8 and rows["--dilate"] == 2
+    assert rows["--flags"] == "DO_NOT_USE,PERSISTENCE (33)"
+    assert rows["tile (Python: Parameters.tile)"] == "512 x 1032"
+    assert not any("_" in key.split(" ")[0] for key in rows)  # no internal field names
 
 
 def test_the_report_writes_every_file(reported):

@@ -49,3 +49,36 @@ def test_a_few_masked_pixels_are_not_shown_as_none():
     assert last_run_line({"computed": 1, "written": 1}).startswith(
         "this run: 1 exposure computed, 0 reused from the store; 1 output written"
     )
+
+
+def test_a_large_program_is_summarised_per_detector(tmp_path, capsys):
+    import numpy as np
+
+    from miripersist import simulate
+    from miripersist.cli import main
+    from miripersist.store import Stored
+
+    n = 42
+    inputs, refs = [], []
+    for detector, count in (("MIRIMAGE", 30), ("MIRIFULONG", n - 30)):
+        prog = simulate.make_program(
+            str(tmp_path / detector), n_exposures=count, ngroups=3, subarrays=("SUB64", "FULL"),
+            stars_per_exposure=1, detector=detector, seed=count,
+        )  # fmt: skip
+        inputs.append(prog.directory)
+        refs += ["--saturation-ref", prog.saturation_ref]
+    out = tmp_path / "out"
+    args = ["run", *inputs, "--output-dir", str(out), *refs, "--mode", "sidecar"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "_uncal.fits" not in printed  # no row per exposure
+    rows = [line.split() for line in printed.splitlines() if line.lstrip().startswith("MIRI")]
+    store = Stored(str(out / "persistence.zarr"))
+    detectors = np.asarray(store["detector"]).astype(str)
+    masked = np.asarray(store["n_masked"])
+    assert {r[0]: (int(r[1]), int(r[-1])) for r in rows} == {
+        d: (int((detectors == d).sum()), int(masked[detectors == d].sum())) for d in set(detectors)
+    }
+    assert f"outputs: {out}" in printed and f"store: {out / 'persistence.zarr'}" in printed
+    assert main([*args, "--summary", "exposures"]) == 0
+    assert capsys.readouterr().out.count("_uncal.fits") == n

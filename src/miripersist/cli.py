@@ -215,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="exposures per block; bounds memory (default 16)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument(
+        "--summary",
+        choices=("auto", "exposures", "detectors"),
+        default="auto",
+        help="the end-of-run table: a row per exposure, per detector, or (auto) per exposure "
+        "up to 40 exposures, per detector beyond (default auto)",
+    )
     _add_debug(run)
 
     rep = sub.add_parser(
@@ -438,7 +445,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # Inputs left out were named once each as they were found (a warning on stderr); the
         # summary lists them again at its end, for the record (the store is read through zarr).
         if not args.quiet:
-            print(format_summary(Stored(store_path)))
+            where = {"outputs": output_dir, "store": store_path}
+            print(format_summary(Stored(store_path), args.summary, where))
     return 0
 
 

@@ -293,19 +293,27 @@ def _link_label(k: int, n: int) -> str:
 
 
 def _parameter_rows(parameters: dict, user_mask: str) -> list[tuple[str, object]]:
+    """The run's parameters as the user gave them: option names, values as typed."""
+    from .parameters import option_name, window_words
+
     rows = []
     for key, value in parameters.items():
-        if key == "user_mask_sha256" and not user_mask:
-            continue  # the digest of an empty mask: there was none
+        if key == "user_mask_sha256":
+            if user_mask:  # else the digest of an empty mask: there was none
+                rows.append(("--user-mask (its sha256)", value))
+            continue
+        if key == "flags_names":
+            continue
         if key == "flags" and parameters.get("flags_names"):
             names = parameters["flags_names"]
             names = names if isinstance(names, str) else ",".join(map(str, names))
-            value = f"{value} ({names})"
-        elif key == "flags_names":
+            value = f"{names} ({value})"
+        elif key == "window_days":
+            value = window_words(float(value))
+        elif key == "tile":
+            rows.append(("tile (Python: Parameters.tile)", " x ".join(map(str, value))))
             continue
-        elif key == "window_days" and value == "inf":
-            value = "inf (a source masks every later exposure)"
-        rows.append((key, value))
+        rows.append((option_name(key), value))
     return rows
 
 

@@ -434,11 +434,21 @@ def _decoded(attrs) -> dict:
 
 
 def open_store(path: str) -> xr.Dataset:
-    """Open a store lazily (``xarray.open_zarr``); parameters come back as a dict attribute."""
+    """Open a store lazily (``xarray.open_zarr``), for a person to use.
+
+    The images stay lazy; the per-exposure coordinates (a few bytes an exposure) are read,
+    so that selections by value work (``ds.isel(exposure=ds.detector == "MIRIMAGE")``), and
+    the exposure dimension is indexed by file name (``ds.sel(exposure=NAME)``,
+    ``ds["n_masked"].to_series()``). Parameters come back as a dict attribute.
+    """
     import xarray as xr
 
     ds = xr.open_zarr(path, **_FORMAT)
     ds.attrs = _decoded(ds.attrs)
+    per_exposure = [n for n, c in ds.coords.items() if c.dims == ("exposure",)]
+    ds = ds.assign_coords({n: ds[n].load() for n in per_exposure})
+    if "file" in ds.coords:
+        ds = ds.assign_coords(exposure=ds["file"].values.astype(str))
     return ds
 
 

@@ -1,4 +1,4 @@
-"""The end-of-run table: one row per exposure."""
+"""The end-of-run table: one row per exposure, or per detector for a large program."""
 
 from __future__ import annotations
 
@@ -97,10 +97,59 @@ def last_run_line(counts: dict) -> str:
     return text
 
 
-def format_summary(ds: xr.Dataset | Stored) -> str:
-    """The summary table as fixed-width text, then the inputs that were left out, if any."""
+#: Past this many exposures the summary is one row per detector, unless asked otherwise.
+MOST_ROWS = 40
+
+
+def detector_columns(ds: xr.Dataset | Stored) -> dict[str, list[str]]:
+    """Per detector: exposures (of them subarrays), time span, new sources, masked pixels."""
+    from astropy.time import Time
+
+    detectors = np.asarray(ds["detector"]).astype(str)
+    subarray = np.asarray(ds["subarray"]).astype(str)
+    mid = np.asarray(ds["mid_mjd"])
+    sources, masked = np.asarray(ds["n_source"]), np.asarray(ds["n_masked"])
+    columns: dict[str, list[str]] = {
+        k: [] for k in ("detector", "exposures", "subarrays", "first", "last", "new_sources",
+                        "masked")
+    }  # fmt: skip
+    for name in sorted(set(detectors)):
+        here = detectors == name
+        first, last = Time([mid[here].min(), mid[here].max()], format="mjd").isot
+        columns["detector"].append(name)
+        columns["exposures"].append(str(int(here.sum())))
+        columns["subarrays"].append(str(int((subarray[here] != "FULL").sum())))
+        columns["first"].append(first[:19])
+        columns["last"].append(last[:19])
+        columns["new_sources"].append(str(int(sources[here].sum())))
+        columns["masked"].append(str(int(masked[here].sum())))
+    return columns
+
+
+def format_summary(
+    ds: xr.Dataset | Stored, rows: str = "auto", where: dict[str, str] | None = None
+) -> str:
+    """The summary table as fixed-width text, then the inputs that were left out, if any.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or Stored
+        A run's store.
+    rows : str
+        ``"exposures"`` (a row each), ``"detectors"`` (a row per detector) or ``"auto"``
+        (a row each up to :data:`MOST_ROWS` exposures, then per detector).
+    where : dict of str, optional
+        Places to name at the end (``{"outputs": DIR, "store": PATH}``), in order.
+    """
+    n = len(np.asarray(ds["file"]))
+    per_detector = rows == "detectors" or (rows == "auto" and n > MOST_ROWS)
     lines = [_rule_line(ds.attrs.get("parameters", {})), ""]
-    lines += fixed_width(summary_columns(ds))
+    lines += fixed_width(detector_columns(ds) if per_detector else summary_columns(ds))
+    if per_detector and rows == "auto":
+        lines.append(
+            f"({n} exposures: a row per detector; --summary exposures lists each, and "
+            "'miripersist report' writes them all to a table)"
+        )
     last = ds.attrs.get("last_run")
     if isinstance(last, dict):
         lines.append("")
@@ -111,4 +160,6 @@ def format_summary(ds: xr.Dataset | Stored) -> str:
             f"\n{_count(len(skipped), 'input')} left out (their saturation is not propagated):"
         )
         lines += [f"  {item['problem']}" for item in skipped]
+    named = {**(where or {}), "history": ds.attrs.get("history") or ""}
+    lines += [f"{what}: {path}" for what, path in named.items() if path]
     return "\n".join(lines)
