@@ -13,7 +13,6 @@ diagrams) are text and not run.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,14 +24,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from miripersist import simulate
-from miripersist.inventory import DETECTOR_SHAPE
+from miripersist.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: The pages in the order a reader meets them: the README, then the guide's table of contents.
+GUIDE = re.search(
+    r"```\{toctree\}\n(?:.*\n)*?:caption: Guide\n\n((?:\S+\n)+)```",
+    (ROOT / "docs" / "index.md").read_text(encoding="utf-8"),
+)[1].split()
+PAGES = [
+    ROOT / "README.md",
+    *(ROOT / "docs" / f"{name}.md" for name in GUIDE),
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if p.stem not in GUIDE),
+]
 RUN = {"bash": "bash", "sh": "bash", "shell": "bash", "console": "console", "python": "python"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
 NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
@@ -111,44 +117,9 @@ def console_commands(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """The files the pages name, made once: the pages' sandboxes link to them."""
-    from stdatamodels.jwst import datamodels
-
-    work = tmp_path_factory.mktemp("docs-program")
-    program = simulate.make_program(
-        str(work / "all"),
-        n_exposures=8,
-        ngroups=5,
-        subarrays=("FULL", "FULL", "SUB256"),
-        filters=("F770W", "F1800W"),
-        stars_per_exposure=6,
-        seed=5,
-    )
-    root = work / "sandbox"
-    groups = {"obs1": 1, "obs2": 2, "visit3": 3, ".": 4}  # observation number in the names
-    for k, path in enumerate(program.files):  # make_program lists them in time order
-        where, number = list(groups.items())[k // 2]
-        (root / where).mkdir(parents=True, exist_ok=True)
-        name = f"jw01234{number:03d}001_02101_{k % 2 + 1:05d}_mirimage_uncal.fits"
-        os.replace(path, root / where / name)
-    members = [{"expname": p.name, "exptype": "science"} for p in sorted(root.glob("*_uncal.fits"))]
-    (root / "my_asn.json").write_text(
-        json.dumps(
-            {
-                "asn_type": "image2",
-                "asn_id": "a3001",
-                "products": [{"name": "jw01234004001_02101", "members": members}],
-            },
-            indent=1,
-        )
-    )
-    for name in ("sat.fits", "jwst_miri_saturation_0034.fits"):
-        shutil.copyfile(program.saturation_ref, root / name)
-    shutil.copyfile(program.mask_ref, root / "mask.fits")
-    gain = datamodels.GainModel(data=np.full(DETECTOR_SHAPE, 4.0, np.float32))
-    noise = datamodels.ReadnoiseModel(data=np.full(DETECTOR_SHAPE, 6.0, np.float32))
-    for name, model in (("gain", gain), ("readnoise", noise)):
-        simulate.reference_meta(model, name.upper()).save(str(root / f"{name}.fits"))
+    """The program the pages name, as ``miripersist simulate`` writes it, made once."""
+    root = tmp_path_factory.mktemp("docs-program") / "sandbox"
+    assert main(["simulate", str(root)]) == 0
     return root
 
 
@@ -357,9 +328,8 @@ def test_the_collector_reads_indented_blocks_and_marks(tmp_path):
     assert console_commands(found[3].text) == "echo a \\\n  b\n"
 
 
-def run_page(page: Path, template: Path, work: Path, warm: Path | None) -> str | None:
-    """Run a page's blocks in order in a sandbox of its own; the first failure, described."""
-    cwd = sandbox(template, work / "sandbox")
+def run_page(page: Path, cwd: Path, work: Path, warm: Path | None) -> str | None:
+    """Run a page's blocks in order in ``cwd``; the first failure, described."""
     for block in runnable(page):
         done = run_block(block, cwd, work, warm)
         if done.returncode != 0:
@@ -372,22 +342,16 @@ def run_page(page: Path, template: Path, work: Path, warm: Path | None) -> str |
 
 
 @pytest.fixture(scope="module")
-def page_results(request, template, warm, tmp_path_factory):
-    """Every selected page run at once, two at a time (the pages are independent).
+def page_results(template, warm, tmp_path_factory):
+    """Every page run in reading order, one after another, in one folder.
 
-    Most of a block's time is a new process importing jwst, dask and matplotlib: two pages
-    side by side halve the wall time on two cores.
+    A reader follows the pages one after another in the folder ``miripersist simulate``
+    made: what one page leaves there (outputs, stores) is what the next one meets.
     """
-    selected = {
-        item.callspec.params["page"]
-        for item in request.session.items
-        if item.originalname == "test_page_runs" and hasattr(item, "callspec")
-    }
-    pool = ThreadPoolExecutor(max_workers=2)
-    futures = {
-        page: pool.submit(run_page, page, template, tmp_path_factory.mktemp(page.stem), warm)
-        for page in sorted(selected, key=lambda p: -len(runnable(p)))  # longest first
-    }
+    work = tmp_path_factory.mktemp("pages")
+    cwd = sandbox(template, work / "sandbox")
+    pool = ThreadPoolExecutor(max_workers=1)
+    futures = {page: pool.submit(run_page, page, cwd, work, warm) for page in PAGES}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -396,8 +360,8 @@ def page_results(request, template, warm, tmp_path_factory):
     "page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_page_runs(page, page_results):
-    """The page's blocks, in order, in a sandbox of their own, each exits 0."""
-    failure = page_results[page].result(timeout=BLOCK_TIMEOUT * len(runnable(page)))
+    """The page's blocks, in order, after the pages before it, each exits 0."""
+    failure = page_results[page].result(timeout=BLOCK_TIMEOUT * len(runnable(page)) * len(PAGES))
     assert failure is None, failure
 
 

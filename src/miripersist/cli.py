@@ -254,6 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_debug(demo)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="write the synthetic program the README's and docs' examples use",
+        description="Write obs1/, obs2/ and visit3/ (two uncal files each, in time order), "
+        "two more files and my_asn.json beside them, the SATURATION reference as sat.fits "
+        "and jwst_miri_saturation_0034.fits, and mask.fits, gain.fits, readnoise.fits for "
+        "calwebb_detector1. Run the examples in DIR.",
+    )
+    sim.add_argument(
+        "directory",
+        nargs="?",
+        default=".",
+        help="where to write it (default: the current directory)",
+    )
+    sim.add_argument(
+        "--groups", type=_positive, default=5, metavar="N", help="groups a ramp (default 5)"
+    )
+    sim.add_argument("--seed", type=int, default=5, help="random seed (default 5)")
+    _add_debug(sim)
     return parser
 
 
@@ -474,6 +494,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    directory = local_path(args.directory, "the directory")
+    from .simulate import example_program
+
+    written = example_program(directory, ngroups=args.groups, seed=args.seed)
+    for path in written:
+        print(os.path.relpath(path))
+    return 0
+
+
 class _Said(logging.Formatter):
     """``miripersist: warning: ...`` for every warning, whether or not its text says so."""
 
@@ -562,7 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     own.addHandler(console)
     own.propagate = False
     try:
-        return {"run": _cmd_run, "report": _cmd_report, "demo": _cmd_demo}[args.command](args)
+        return {
+            "run": _cmd_run,
+            "report": _cmd_report,
+            "demo": _cmd_demo,
+            "simulate": _cmd_simulate,
+        }[args.command](args)
     except MiripersistError as exc:
         return fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

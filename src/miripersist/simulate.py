@@ -960,3 +960,72 @@ def make_program(
         duration = exposure_times(start, ngroups, data.shape[0], sub).duration
         start += (duration + 60.0) / SECONDS_PER_DAY
     return Program(directory, files, sat_ref, mask_ref)
+
+
+#: The folders of the docs' example program, each with two exposures, in time order ("."
+#: is the top folder), and the observation number their file names carry.
+EXAMPLE_FOLDERS = {"obs1": 1, "obs2": 2, "visit3": 3, ".": 4}
+
+
+def example_program(directory: str, ngroups: int = 5, seed: int = 5) -> list[str]:
+    """Write the program every example of the README and docs/ runs on; the paths written.
+
+    ``obs1/``, ``obs2/`` and ``visit3/`` (two exposures each, in time order) and two more
+    beside them, FULL and SUB256, F770W and F1800W; ``my_asn.json`` (an image2
+    association of those two); the SATURATION reference as ``sat.fits`` and
+    ``jwst_miri_saturation_0034.fits``; ``mask.fits``, ``gain.fits`` and
+    ``readnoise.fits`` for calwebb_detector1's dq_init and ramp_fit.
+    """
+    import json
+    import shutil
+
+    from stdatamodels.jwst import datamodels
+
+    program = make_program(
+        os.path.join(directory, ".miripersist-simulate"),
+        n_exposures=2 * len(EXAMPLE_FOLDERS),
+        ngroups=ngroups,
+        subarrays=("FULL", "FULL", "SUB256"),
+        filters=("F770W", "F1800W"),
+        stars_per_exposure=6,
+        seed=seed,
+    )
+    written = []
+    for k, path in enumerate(program.files):  # make_program lists them in time order
+        where, number = list(EXAMPLE_FOLDERS.items())[k // 2]
+        os.makedirs(os.path.join(directory, where), exist_ok=True)
+        name = f"jw01234{number:03d}001_02101_{k % 2 + 1:05d}_mirimage_uncal.fits"
+        written.append(os.path.normpath(os.path.join(directory, where, name)))
+        os.replace(path, written[-1])
+    top = sorted(os.path.basename(p) for p in written if os.path.dirname(p) == directory)
+    members = [{"expname": name, "exptype": "science"} for name in top]
+    asn = {
+        "asn_type": "image2",
+        "asn_id": "a3001",
+        "products": [{"name": "jw01234004001_02101", "members": members}],
+    }
+    with open(os.path.join(directory, "my_asn.json"), "w") as fh:
+        json.dump(asn, fh, indent=1)
+    refs = [os.path.join(directory, n) for n in ("sat.fits", "jwst_miri_saturation_0034.fits")]
+    # Each file is made anew, never written through: a name may be a link to another copy.
+    for src, dst in ((program.saturation_ref, refs[0]), (program.saturation_ref, refs[1]),
+                     (program.mask_ref, os.path.join(directory, "mask.fits"))):  # fmt: skip
+        shutil.copyfile(src, dst + ".part")
+        os.replace(dst + ".part", dst)
+    shutil.rmtree(program.directory)
+    gain = datamodels.GainModel(data=np.full(DETECTOR_SHAPE, 4.0, np.float32))
+    noise = datamodels.ReadnoiseModel(data=np.full(DETECTOR_SHAPE, 6.0, np.float32))
+    for name, model in (("gain", gain), ("readnoise", noise)):
+        part = os.path.join(directory, f"{name}.part.fits")
+        reference_meta(model, name.upper()).save(part)
+        os.replace(part, os.path.join(directory, f"{name}.fits"))
+    others = ("my_asn.json", "mask.fits", "gain.fits", "readnoise.fits")
+    return [*written, *refs, *(os.path.join(directory, n) for n in others)]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    from .cli import main
+
+    sys.exit(main(["simulate", *sys.argv[1:]]))
