@@ -446,7 +446,8 @@ def open_store(path: str) -> xr.Dataset:
     ds = xr.open_zarr(path, **_FORMAT)
     ds.attrs = _decoded(ds.attrs)
     per_exposure = [n for n, c in ds.coords.items() if c.dims == ("exposure",)]
-    ds = ds.assign_coords({n: ds[n].load() for n in per_exposure})
+    # Read here, in this process: a few bytes are no work to send to a cluster.
+    ds = ds.assign_coords({n: ds[n].load(scheduler="synchronous") for n in per_exposure})
     if "file" in ds.coords:
         ds = ds.assign_coords(exposure=ds["file"].values.astype(str))
     return ds
