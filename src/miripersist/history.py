@@ -25,24 +25,23 @@ def open_store_history(path: str, exposures: Sequence[Exposure], params) -> list
     it recorded the path), so that a visit's history holds every visit before it. The
     last is checked against this run's exposures; all against its source parameters.
     """
-    paths, chain = [path], [_open_history(path)]
+    paths, chain = [path], [open_history_store(path)]
     while earlier := chain[0].attrs.get("history"):
         if earlier in paths:
             break  # no store can be its own history: a damaged chain ends here
         paths.insert(0, earlier)
-        chain.insert(0, _open_history(earlier, made=paths[1]))
+        chain.insert(0, open_history_store(earlier, made=paths[1]))
     for where, past in zip(paths, chain, strict=True):
         _check_parameters(where, past, params)
     check_wholly_earlier(chain[-1], exposures)
     return chain
 
 
-def open_history_store(path: str) -> xr.Dataset:
-    """An earlier run's store given as ``--history``; a one-line error if it cannot be read."""
-    return _open_history(path)
+def open_history_store(path: str, made: str | None = None) -> xr.Dataset:
+    """An earlier run's store given as ``--history``; a one-line error if it cannot be read.
 
-
-def _open_history(path: str, made: str | None = None) -> xr.Dataset:
+    ``made``, when given, is the store that was made with ``path`` as its own history.
+    """
     try:
         return store_mod.open_store(path)
     except Exception as exc:  # zarr and xarray raise many kinds on a damaged store
