@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import ndimage
 from miripersist import simulate
 from miripersist.cli import main
 from miripersist.inventory import DETECTOR_SHAPE, discover, read_exposure
+from miripersist.store import open_store
 
 SIDECAR_FLAGS = 1 | 32 | 1073741824  # DO_NOT_USE | PERSISTENCE | OTHER_BAD_PIXEL
 
@@ -244,6 +246,15 @@ def test_demo_makes_outputs_and_a_plot(tmp_path, capsys):
     png = tmp_path / "demo" / "demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "demo" / "outputs").glob("*_masked_persistence_uncal.fits"))) == 12
+    # the two counts of the last line are the store's: flags summed over the exposures, and
+    # the detector's final mask with each pixel once
+    flags, held = map(
+        int, re.search(r"(\d+) pixel flags written.*, (\d+) detector pixels", out).groups()
+    )
+    ds = open_store(str(tmp_path / "demo" / "outputs" / "persistence.zarr"))
+    assert flags == int(ds["n_masked"].sum())
+    assert held == int((ds["mask"][-1] | ds["source"][-1]).sum())
+    assert held < flags
 
 
 # --- the duration parser of --window --------------------------------------------------

@@ -20,8 +20,9 @@ from astropy.table import Table
 
 from miripersist import Parameters, run, simulate
 from miripersist.cli import main
+from miripersist.figures import strip_title
 from miripersist.html_report import COLUMNS, render
-from miripersist.report import mask_ages, strip_title
+from miripersist.report import mask_ages
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

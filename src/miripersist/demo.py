@@ -10,36 +10,43 @@ import xarray as xr
 
 from .cli import ProgressBar
 from .engine import Parameters, run
-from .report import _visible
+from .figures import HOURS, draw_flagged, outline_frames, widen
 from .simulate import make_program
 from .summary import format_summary
 
 
 def plot(ds: xr.Dataset, path: str) -> str:
-    """Masked fraction against time, and the final cumulative mask, as one PNG."""
+    """Pixels flagged per exposure and held by the detector's mask, and the final mask.
+
+    The left panel counts detector pixels: each exposure's flags (in its own frame, so a
+    SUB256 exposure flags fewer) and the cumulative mask the detector holds after it,
+    whose last value is the right panel's count.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = ds["xsize"].values * ds["ysize"].values
-    pct = 100.0 * ds["n_masked"].values / frame
-    hours = (ds["mid_mjd"].values - ds["mid_mjd"].values.min()) * 24.0
-    filters = ds["filter"].values.astype(str)
-    last = ds.sizes["exposure"] - 1
+    order = np.argsort(ds["mid_mjd"].values, kind="stable")
+    held = (ds["mask"] | ds["source"]).sum(("y", "x")).values
+    hours = (ds["mid_mjd"].values - ds["mid_mjd"].values.min()) * HOURS
+    last = int(order[-1])
     final = (ds["mask"][last] | ds["source"][last]).values
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5), width_ratios=(1.2, 1))
-    for name in sorted(set(filters)):
-        sel = filters == name
-        ax0.plot(hours[sel], pct[sel], "o", label=name)
-    ax0.plot(hours, pct, "-", color="0.7", zorder=0)
-    ax0.set_xlabel("hours since first exposure (mid time)")
-    ax0.set_ylabel("pixels flagged (% of frame)")
-    ax0.set_title("Persistence mask grows with the program")
-    ax0.legend(title="filter")
-    ax1.imshow(_visible(final), origin="lower", cmap="Greys", interpolation="nearest")
-    ax1.set_title(f"Cumulative mask after {last + 1} exposures ({int(final.sum())} pixels)")
+    ax0.step(
+        hours[order],
+        held[order],
+        where="post",
+        color="0.3",
+        label="held by the detector's mask after it",
+    )
+    draw_flagged(ax0, ds, order, float(ds["mid_mjd"].values.min()))
+    ax0.set_ylabel("detector pixels")
+    ax0.set_title("The persistence mask grows with the program")
+    ax1.imshow(widen(final), origin="lower", cmap="Greys", interpolation="nearest")
+    outline_frames(ax1, ds, order)
+    ax1.set_title(f"The detector's mask after {len(order)} exposures: {int(final.sum())} pixels")
     ax1.set_xlabel("x (detector column)")
     ax1.set_ylabel("y (detector row)")
     fig.tight_layout()
@@ -74,10 +81,12 @@ def demo(directory: str = "miripersist-demo", quiet: bool = False) -> xr.Dataset
     )
     png = plot(ds, os.path.join(directory, "demo.png"))
     print(format_summary(ds))
-    total = int(np.sum(ds["n_masked"].values))
+    flags = int(np.sum(ds["n_masked"].values))
+    held = int((ds["mask"][-1] | ds["source"][-1]).sum())
     print(
-        f"\n{ds.sizes['exposure']} exposures masked ({total} pixel flags) in "
-        f"{time.monotonic() - t0:.1f} s"
+        f"\n{ds.sizes['exposure']} exposures masked in {time.monotonic() - t0:.1f} s: "
+        f"{flags} pixel flags written (each exposure's own, counted in its frame), "
+        f"{held} detector pixels in the final mask"
     )
     print(f"masked files and store: {os.path.join(directory, 'outputs')}")
     print(f"plot: {png}")

@@ -474,14 +474,14 @@ def render(
 
 FIGURE_TEXT = {
     "masked_fraction.png": (
-        "Masked fraction against time",
-        "Per detector, the percentage of each exposure's frame that is flagged, one colour "
-        "per filter.",
+        "Pixels flagged against time",
+        "Per detector, the pixels flagged in each exposure's own frame, a marker per "
+        "subarray (a SUB256 exposure flags only its 256 x 256 frame).",
     ),
     "final_mask.png": (
         "Final cumulative mask",
         "Per detector, every pixel flagged after its last exposure (sources, persistence "
-        "mask and user mask), widened for the eye.",
+        "mask and user mask), widened for the eye; subarray frames outlined.",
     ),
     "mask_strip.png": (
         "Masks per exposure",

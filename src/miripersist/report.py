@@ -13,9 +13,9 @@ import numpy as np
 import xarray as xr
 from astropy.table import Table
 from astropy.time import Time
-from scipy import ndimage
 
 from .errors import ConfigError
+from .figures import exposure_frame, plot_final, plot_fraction, plot_strip
 from .paths import refuse_url
 from .scan import NEVER_SATURATED, new_carry
 from .store import find_store, open_store
@@ -24,9 +24,6 @@ __all__ = [
     "Report",
     "load_store",
     "output_links",
-    "plot_final",
-    "plot_fraction",
-    "plot_strip",
     "report",
     "report_table",
 ]
@@ -102,13 +99,6 @@ def _blocks(ds: xr.Dataset) -> list[tuple[int, int]]:
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
-def _frame(ds: xr.Dataset, i: int) -> tuple[slice, slice]:
-    """The detector rows and columns of exposure ``i``'s frame (its subarray)."""
-    y0, x0 = int(ds["ystart"].values[i]) - 1, int(ds["xstart"].values[i]) - 1
-    ys, xs = int(ds["ysize"].values[i]), int(ds["xsize"].values[i])
-    return slice(y0, y0 + ys), slice(x0, x0 + xs)
-
-
 def mask_ages(ds: xr.Dataset) -> np.ndarray:
     """Per exposure, the ages of its persistence mask in hours: (min, median, max).
 
@@ -129,7 +119,7 @@ def mask_ages(ds: xr.Dataset) -> np.ndarray:
         sources = ds["source"][a:b].values
         for k, i in enumerate(range(a, b)):
             carry = carries.setdefault(detectors[i], new_carry(shape))
-            rows, cols = _frame(ds, i)
+            rows, cols = exposure_frame(ds, i)
             last = carry[rows, cols][masks[k][rows, cols]]
             last = last[last > NEVER_SATURATED]
             if last.size:
@@ -218,134 +208,6 @@ def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tu
     return links
 
 
-def _visible(mask: np.ndarray, grow: int = 4) -> np.ndarray:
-    # Single pixels vanish in a 1032-pixel-wide figure; widen them for the eye only.
-    return ndimage.maximum_filter(mask, size=2 * grow + 1) if mask.any() else mask
-
-
-def plot_fraction(ds: xr.Dataset, table: Table, path: str) -> str:
-    """Masked fraction against time, a panel per detector, a colour per filter."""
-    import matplotlib.pyplot as plt
-
-    detectors = sorted(set(table["detector"]))
-    fig, axes = plt.subplots(1, len(detectors), figsize=(6 * len(detectors), 4), squeeze=False)
-    t0 = float(np.min(table["mid_mjd"]))
-    for ax, det in zip(axes[0], detectors, strict=True):
-        rows = table[table["detector"] == det]
-        hours = (np.asarray(rows["mid_mjd"]) - t0) * HOURS
-        ax.plot(hours, rows["masked_pct"], "-", color="0.75", zorder=0)
-        for name in sorted(set(rows["filter"])):
-            sel = np.asarray(rows["filter"] == name)
-            ax.plot(hours[sel], np.asarray(rows["masked_pct"])[sel], "o", label=name or "-")
-        ax.set(
-            title=f"{det}: {len(rows)} exposures",
-            xlabel="hours since the first exposure (mid time)",
-            ylabel="pixels flagged (% of the exposure's frame)",
-        )
-        ax.legend(title="filter", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_final(ds: xr.Dataset, path: str) -> str:
-    """The cumulative mask after the last exposure of each detector (with the user mask)."""
-    import matplotlib.pyplot as plt
-
-    detectors = ds["detector"].values.astype(str)
-    names = sorted(set(detectors))
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 5), squeeze=False)
-    for ax, det in zip(axes[0], names, strict=True):
-        mine = np.flatnonzero(detectors == det)
-        last = int(mine[-1])
-        final = (ds["mask"][last] | ds["source"][last] | ds["user_mask"]).values
-        ax.imshow(_visible(final), origin="lower", cmap="Greys", interpolation="nearest")
-        ax.set(
-            title=f"{det}: {int(final.sum())} pixels after {len(mine)} exposures",
-            xlabel="x (detector column)",
-            ylabel="y (detector row)",
-        )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def strip_title(ds: xr.Dataset, chosen: np.ndarray) -> str:
-    """The title of :func:`plot_strip`: which exposures are shown, of how many."""
-    detectors = ds["detector"].values.astype(str)
-    det = detectors[chosen[0]]
-    total = int(np.sum(detectors == det))
-    first = int(np.flatnonzero(detectors == det)[0])
-    lo, hi = int(chosen[0]) - first + 1, int(chosen[-1]) - first + 1
-    shown = (
-        f"all {total} {det} exposures"
-        if len(chosen) == total
-        else (
-            f"{det} exposures {lo}-{hi} of {total} (the first {len(chosen)}; "
-            "every exposure is in the table and in masked_fraction.png)"
-        )
-    )
-    others = sorted(set(detectors) - {det})
-    if others:
-        shown += f" ({', '.join(others)}: not shown here, see the table)"
-    return (
-        f"Persistence masks per exposure (grey), sources of the exposure before (red), "
-        f"subarray frames (blue)\n{shown}"
-    )
-
-
-def plot_strip(ds: xr.Dataset, path: str, most: int = 8) -> str:
-    """Per-exposure masks (grey) with the sources of the exposure before each (red).
-
-    The red pixels are what each mask gained from the exposure just before it. The first
-    ``most`` exposures of the first detector are shown; the title says which, of how many.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Rectangle
-
-    detectors = ds["detector"].values.astype(str)
-    mine = np.flatnonzero(detectors == sorted(set(detectors))[0])
-    chosen = mine[:most]
-    ncols = min(4, len(chosen))
-    nrows = -(-len(chosen) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.6 * nrows + 0.4), squeeze=False)
-    for ax in axes.flat[len(chosen) :]:
-        ax.set_axis_off()
-    cmap = ListedColormap(["white", "0.6", "red"])
-    for k, (ax, i) in enumerate(zip(axes.flat, chosen, strict=False)):
-        image = _visible(ds["mask"][i].values).astype(np.uint8)
-        if k:
-            image[_visible(ds["source"][chosen[k - 1]].values)] = 2
-        ax.imshow(image, origin="lower", cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
-        rows, cols = _frame(ds, i)
-        if (rows.stop - rows.start, cols.stop - cols.start) != image.shape:
-            # a subarray: only its frame is flagged
-            ax.add_patch(
-                Rectangle(
-                    (cols.start - 0.5, rows.start - 0.5),
-                    cols.stop - cols.start,
-                    rows.stop - rows.start,
-                    fill=False,
-                    color="tab:blue",
-                )
-            )
-        ax.set_title(
-            f"#{i - mine[0] + 1} {ds['subarray'].values[i]} {ds['filter'].values[i]}: "
-            f"{int(ds['n_masked'][i])} px",
-            fontsize=9,
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(strip_title(ds, chosen), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def report(store: str, out: str | None = None, outputs: str | None = None) -> Report:
     """Write the table, three figures and a web page about a store.
 
@@ -392,7 +254,7 @@ def report(store: str, out: str | None = None, outputs: str | None = None) -> Re
     ecsv = os.path.join(out, "persistence_report.ecsv")
     table.write(ecsv, overwrite=True)
     figures = [
-        plot_fraction(ds, table, os.path.join(out, "masked_fraction.png")),
+        plot_fraction(ds, os.path.join(out, "masked_fraction.png")),
         plot_final(ds, os.path.join(out, "final_mask.png")),
         plot_strip(ds, os.path.join(out, "mask_strip.png")),
     ]
