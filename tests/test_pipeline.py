@@ -22,6 +22,7 @@ from astropy.io import fits
 from miripersist import Parameters, run, simulate
 from miripersist.errors import ConfigError
 from miripersist.inventory import read_exposure
+from miripersist.statefile import state_bytes
 
 PERSISTENCE = 32
 DO_NOT_USE = 1
@@ -142,6 +143,19 @@ def test_copies_and_state_files_equal_the_serial_chain(program, saturated, secon
     for path, model in reversed(saturated):
         alone = step_alone(model, seconds, _state_of(out, path))
         np.testing.assert_array_equal(alone, expected[os.path.basename(path)])
+    # (b) the same state with a key the lean writer does not know: written by asdf itself
+    path, model = saturated[-1]
+    with asdf.open(_state_of(out, path), memmap=False) as af:
+        tree = {
+            k: {**v, "extra": 1} for k, v in af.tree.items() if isinstance(v, dict) and "vals" in v
+        }
+        tree = {k: {n: np.asarray(x) if n in ("rows", "cols", "vals") else x for n, x in v.items()}
+                for k, v in tree.items()}  # fmt: skip
+    by_asdf = tmp_path / "by_asdf.asdf"
+    by_asdf.write_bytes(state_bytes(tree))
+    np.testing.assert_array_equal(
+        step_alone(model, seconds, str(by_asdf)), expected[os.path.basename(path)]
+    )
     assert _same_tree(
         _tree(os.path.join(out, "persistence_state.asdf")), _tree(tmp_path / "chain.asdf")
     )

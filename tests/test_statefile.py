@@ -90,3 +90,23 @@ def test_a_subarray_state_lands_on_its_detector_pixels(tmp_path):
     image = read_state(str(path), 60, (1024, 1032))["MIRIMAGE"]
     assert image[778 + 10, 11] == 1.7e9
     assert np.count_nonzero(image) == 1
+
+
+def test_entry_trees_are_written_lean_and_any_other_tree_by_asdf():
+    image = np.zeros((6, 7))
+    image[2, 3] = 1.7e9
+    entry = state_entry(image, "a_uncal.fits", 300)
+    lean = state_bytes({"MIRIMAGE": entry})
+    assert b"name: miripersist" in lean.split(b"...")[0]  # the lean writer's own header
+    other = {"MIRIMAGE": {**entry, "note": "not the step's"}, "meta": {"x": 1}}
+    written = state_bytes(other)
+    assert b"name: asdf" in written.split(b"...")[0]
+    for data, tree in ((lean, {"MIRIMAGE": entry}), (written, other)):
+        with asdf.open(io.BytesIO(data), memmap=False) as af:
+            assert af["MIRIMAGE"]["filename"] == "a_uncal.fits"
+            np.testing.assert_array_equal(af["MIRIMAGE"]["vals"], entry["vals"])
+            assert {k: af[k] for k in tree if k == "meta"} == {
+                k: tree[k] for k in tree if k == "meta"
+            }
+    with asdf.open(io.BytesIO(written), memmap=False) as af:
+        assert af["MIRIMAGE"]["note"] == "not the step's"

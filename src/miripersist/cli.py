@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.util
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Sequence
 
@@ -20,8 +18,8 @@ from .paths import local_path, local_paths, optional_path
 
 
 def _duration(text: str) -> float:
-    """:func:`~miripersist.parameters.parse_duration` for argparse (its error type)."""
-    from .parameters import parse_duration
+    """:func:`~miripersist.options.parse_duration` for argparse (its error type)."""
+    from .options import parse_duration
 
     try:
         return parse_duration(text)
@@ -287,28 +285,6 @@ def _add_debug(subparser: argparse.ArgumentParser) -> None:
     )
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr, shown only on a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.t0 = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        """Redraw the bar for ``done`` of ``total`` exposures."""
-        if not self.enabled:
-            return
-        width = 30
-        fill = int(width * done / max(total, 1))
-        rate = done / max(time.monotonic() - self.t0, 1e-9)
-        sys.stderr.write(
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} exposures ({rate:.1f}/s)"
-        )
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def _local_threads(client) -> contextlib.AbstractContextManager:
     """The threaded scheduler named outright, when no dask client can be in this process.
 
@@ -322,53 +298,6 @@ def _local_threads(client) -> contextlib.AbstractContextManager:
     import dask.threaded
 
     return dask.config.set(scheduler=dask.threaded.get)
-
-
-class _XarrayOnceImported:
-    """Stands for xarray in ``dask.array.core`` until something imports xarray.
-
-    dask.array uses its optional xarray for one test, ``isinstance(x, xr.DataArray)`` in
-    ``from_array``. Before xarray is imported no object can be a DataArray, so the test is
-    answered with a class nothing is an instance of; afterwards, by xarray itself.
-    """
-
-    class _NoDataArray:
-        pass
-
-    def __getattr__(self, name: str):
-        module = sys.modules.get("xarray")
-        if module is not None:
-            return getattr(module, name)
-        if name == "DataArray":
-            return self._NoDataArray
-        raise AttributeError(name)
-
-
-def _dask_array_lean() -> None:
-    """Import dask.array without scipy, and without xarray until something uses it.
-
-    dask.array imports scipy only to accept scipy.sparse matrices as chunks and to wrap
-    scipy.fftpack: 0.3 s (scipy also loads numpy.f2py and numpy.testing), which a run never
-    uses. It imports xarray, when installed, only to recognise a DataArray given to
-    ``from_array`` (see :class:`_XarrayOnceImported`); xarray imports pandas: 0.35 s more,
-    and a run reads and writes its store through zarr. A dask.array that cannot do without
-    scipy is imported as usual, by the engine.
-    """
-    if "dask.array" in sys.modules:
-        return
-    hidden = [name for name in ("scipy", "xarray") if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # ``import name``: ImportError
-    try:
-        import dask.array.core
-    except ImportError:
-        return
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-    if "xarray" in hidden and importlib.util.find_spec("xarray") is not None:
-        dask.array.core.xr = _XarrayOnceImported()
 
 
 @contextlib.contextmanager
@@ -400,10 +329,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "--wait-for-workers is for a running scheduler: give --scheduler or --scheduler-file"
         )
     with _importing("miripersist.engine"):
-        _dask_array_lean()
         from .cluster import check_workers, connect, dashboard, disconnect
         from .engine import Parameters, one_history, run_to_store
         from .flags import parse_flags
+        from .progress import ProgressBar
         from .store import Stored
         from .summary import format_summary
 

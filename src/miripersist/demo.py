@@ -8,9 +8,9 @@ import time
 import numpy as np
 import xarray as xr
 
-from .cli import ProgressBar
 from .engine import Parameters, run
 from .figures import HOURS, draw_flagged, outline_frames, widen
+from .progress import ProgressBar
 from .simulate import make_program
 from .summary import format_summary
 

@@ -43,7 +43,8 @@ from .inventory import (
     read_exposure,
 )
 from .methods import Method
-from .parameters import Parameters, option_name, window_words
+from .options import option_name, window_words
+from .parameters import Parameters
 from .paths import local_path, local_paths, optional_path
 from .reader import lazy_sources
 from .recognise import CARD as RESULT_CARD
@@ -160,7 +161,7 @@ class _Tiles:
     makes it. Local threads keep the gathering task: it costs them no more than this,
     and the order it gives the reads (an exposure's tiles together) suits a cold disk.
 
-    A dask collection to :func:`_raw_compute`: its graph, keys and finalisation.
+    A dask collection: its graph, keys and finalisation.
     """
 
     __slots__ = ("dtype", "graph", "keys", "shape", "slices")
@@ -195,57 +196,40 @@ class _Tiles:
 
 
 def _on_cluster(lazy: list) -> list:
-    """``dask.compute(lazy)`` on the client's cluster, without dask's expression layer.
+    """``dask.compute(lazy)`` on the client's cluster, each array's tiles put together here.
 
-    Lazy arrays are computed as their tiles (:class:`_Tiles`), put together here.
+    ``dask.compute`` would add a task that gathers all results on one worker (moving
+    every tile between workers, then the whole set to the client). Instead the graphs go
+    to the client's public ``Client.get`` as they are, each tile comes to the client once
+    (packed, :class:`_Bits`), and each collection is finalised here as ``dask.compute``
+    finalises it (``__dask_postcompute__``). A test checks that only the tiles' and the
+    writes' tasks run.
     """
     if not lazy:
         return []
     from distributed import default_client
 
     parts = [_Tiles(x) if isinstance(x, da.Array) else x for x in lazy]
-    return _raw_compute(parts, default_client().get)
+    graph: dict = {}
+    for part in parts:
+        graph.update(part.__dask_graph__())
+    results = default_client().get(graph, [part.__dask_keys__() for part in parts])
+    done = []
+    for part, result in zip(parts, results, strict=True):
+        finalise, extra = part.__dask_postcompute__()
+        done.append(finalise(result, *extra))
+    return done
 
 
 def _on_local_threads(lazy: list) -> list:
-    """``dask.compute(lazy)`` on the local threads.
+    """``dask.compute(lazy)`` on the local threads, or on a scheduler dask's configuration names.
 
-    A scheduler other than threads set in dask's configuration is honoured through
-    ``dask.compute``.
+    Named outright, the threads are used without a look for a distributed client first.
     """
     if not lazy:
         return []
-    if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
-        return dask.compute(lazy, optimize_graph=False)[0]
-    return _raw_compute(lazy, dask.threaded.get)
-
-
-def _raw_compute(lazy: list, get: Callable) -> list:
-    """``dask.compute(lazy)`` by the scheduler function ``get``, without dask's expression layer.
-
-    ``dask.compute`` turns the graph into an expression and optimises it even with
-    ``optimize_graph=False``: ~0.3 ms an exposure holding the GIL, for raw tasks (one a
-    tile or a few files) that have nothing to optimise. Here the collections' graphs go
-    to ``get(graph, keys)`` as they are, and each result is finalised as ``dask.compute``
-    would (``__dask_postcompute__``).
-    """
-    graph: dict = {}
-
-    def keys_of(item):
-        if isinstance(item, list | tuple):
-            return [keys_of(x) for x in item]
-        graph.update(item.__dask_graph__())
-        return item.__dask_keys__()
-
-    keys = keys_of(lazy)
-
-    def finalised(item, result):
-        if isinstance(item, list | tuple):
-            return [finalised(x, r) for x, r in zip(item, result, strict=True)]
-        finalise, extra = item.__dask_postcompute__()
-        return finalise(result, *extra)
-
-    return finalised(lazy, get(graph, keys))
+    scheduler = dask.config.get("scheduler", None) or "threads"
+    return dask.compute(lazy, scheduler=scheduler, optimize_graph=False)[0]
 
 
 def one_history(history: str | os.PathLike | Sequence | None) -> str | os.PathLike | None:

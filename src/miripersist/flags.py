@@ -1,89 +1,60 @@
 """DQ flag names as jwst spells them, turned into pixel DQ bit values.
 
-The names and values are stdatamodels' (``stdatamodels.jwst.datamodels.dqflags``), never
-written here. Importing that module imports the whole datamodels package, asdf and
-astropy.nddata (0.5-0.9 s, a third of a small run), so its two tables are read from its
-source instead: the dict displays assigned to ``pixel`` and ``group``, evaluated by
-:func:`_evaluate` (integers, ``2**n``, ``<<``, ``|``, and entries of the table read
-before). Anything else in them, or a module that cannot be found or read, falls back to
-importing it; when it is already imported, its tables are used as they are.
+The tables are stdatamodels' ``dqflags.pixel`` and ``dqflags.group``, written out: importing
+that module imports the whole datamodels package, asdf and astropy.nddata (0.5-0.9 s, a
+third of a small run). A test checks them equal to stdatamodels' own, entry for entry and in
+order, so a release that changes a bit fails the suite rather than a run.
 """
-
-import ast
-import os
-import sys
-from importlib.util import find_spec
 
 from .errors import ConfigError
 
-DQFLAGS = "stdatamodels.jwst.datamodels.dqflags"
-
-
-def _evaluate(node: ast.expr, tables: dict[str, dict[str, int]]) -> int:
-    """The value of one entry of a table: an integer expression, or another table's entry."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow | ast.LShift | ast.BitOr):
-        left, right = _evaluate(node.left, tables), _evaluate(node.right, tables)
-        if isinstance(node.op, ast.Pow):
-            return left**right
-        return left << right if isinstance(node.op, ast.LShift) else left | right
-    if (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Name)
-        and isinstance(node.slice, ast.Constant)
-    ):
-        return tables[node.value.id][node.slice.value]
-    raise ValueError(f"unexpected expression in {DQFLAGS}: {ast.dump(node)}")
-
-
-def _from_source() -> dict[str, dict[str, int]]:
-    """``pixel`` and ``group`` of the dqflags module, read from its source file."""
-    spec = find_spec(DQFLAGS.split(".")[0])  # a top-level name: nothing is imported
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"{DQFLAGS} not found")
-    path = os.path.join(spec.submodule_search_locations[0], "jwst", "datamodels", "dqflags.py")
-    with open(path, "rb") as fh:
-        tree = ast.parse(fh.read(), path)
-    tables: dict[str, dict[str, int]] = {}
-    for stmt in tree.body:
-        if not (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name)
-            and stmt.targets[0].id in ("pixel", "group")
-        ):
-            continue
-        name = stmt.targets[0].id
-        if not isinstance(stmt.value, ast.Dict):
-            raise ValueError(f"{path}: {name} is not a dict display")
-        table = {}
-        for key, value in zip(stmt.value.keys, stmt.value.values, strict=True):
-            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
-                raise ValueError(f"{path}: a key of {name} is not a string")
-            table[key.value] = _evaluate(value, tables)
-        tables[name] = table
-    if set(tables) != {"pixel", "group"}:
-        raise ValueError(f"{path}: no pixel and group tables")
-    return tables
-
-
-def _tables() -> dict[str, dict[str, int]]:
-    module = sys.modules.get(DQFLAGS)
-    if module is None:
-        try:
-            return _from_source()
-        except (ImportError, OSError, SyntaxError, ValueError, KeyError, TypeError):
-            import importlib
-
-            module = importlib.import_module(DQFLAGS)
-    return {"pixel": dict(module.pixel), "group": dict(module.group)}
-
-
-_TABLES = _tables()
-#: ``dqflags.pixel`` and ``dqflags.group``: jwst's flag names and bit values.
-PIXEL: dict[str, int] = _TABLES["pixel"]
-GROUP: dict[str, int] = _TABLES["group"]
+#: ``stdatamodels.jwst.datamodels.dqflags.pixel``: jwst's pixel DQ names and bits, in its order.
+PIXEL: dict[str, int] = {
+    "GOOD": 0,
+    "DO_NOT_USE": 1 << 0,
+    "SATURATED": 1 << 1,
+    "JUMP_DET": 1 << 2,
+    "DROPOUT": 1 << 3,
+    "OUTLIER": 1 << 4,
+    "PERSISTENCE": 1 << 5,
+    "AD_FLOOR": 1 << 6,
+    "CHARGELOSS": 1 << 7,
+    "RESERVED": 1 << 8,
+    "NON_SCIENCE": 1 << 9,
+    "DEAD": 1 << 10,
+    "HOT": 1 << 11,
+    "WARM": 1 << 12,
+    "LOW_QE": 1 << 13,
+    "RC": 1 << 14,
+    "TELEGRAPH": 1 << 15,
+    "NONLINEAR": 1 << 16,
+    "BAD_REF_PIXEL": 1 << 17,
+    "NO_FLAT_FIELD": 1 << 18,
+    "NO_GAIN_VALUE": 1 << 19,
+    "NO_LIN_CORR": 1 << 20,
+    "NO_SAT_CHECK": 1 << 21,
+    "UNRELIABLE_BIAS": 1 << 22,
+    "UNRELIABLE_DARK": 1 << 23,
+    "UNRELIABLE_SLOPE": 1 << 24,
+    "UNRELIABLE_FLAT": 1 << 25,
+    "OPEN": 1 << 26,
+    "ADJ_OPEN": 1 << 27,
+    "FLUX_ESTIMATED": 1 << 28,
+    "MSA_FAILED_OPEN": 1 << 29,
+    "OTHER_BAD_PIXEL": 1 << 30,
+    "REFERENCE_PIXEL": 1 << 31,
+}
+#: ``stdatamodels.jwst.datamodels.dqflags.group``: jwst's group DQ names and bits.
+GROUP: dict[str, int] = {
+    "GOOD": 0,
+    "DO_NOT_USE": 1 << 0,
+    "SATURATED": 1 << 1,
+    "JUMP_DET": 1 << 2,
+    "DROPOUT": 1 << 3,
+    "PERSISTENCE": 1 << 5,
+    "AD_FLOOR": 1 << 6,
+    "CHARGELOSS": 1 << 7,
+}
 
 SATURATED_GROUP = int(GROUP["SATURATED"])
 NO_SAT_CHECK = int(PIXEL["NO_SAT_CHECK"])

@@ -11,7 +11,7 @@ from . import resume
 from . import store as store_mod
 from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE, Exposure
-from .parameters import option_name
+from .options import option_name
 from .scan import new_carry
 
 #: The parameters that decide what a source is: a history's must be the run's.

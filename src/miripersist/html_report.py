@@ -294,7 +294,7 @@ def _link_label(k: int, n: int) -> str:
 
 def _parameter_rows(parameters: dict, user_mask: str) -> list[tuple[str, object]]:
     """The run's parameters as the user gave them: option names, values as typed."""
-    from .parameters import option_name, window_words
+    from .options import option_name, window_words
 
     rows = []
     for key, value in parameters.items():
@@ -491,6 +491,42 @@ FIGURE_TEXT = {
 }
 
 
+def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tuple[str, str]]]:
+    """Per exposure, its output files as (name, relative path), one per segment file.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store.
+    outputs : str
+        The run's output directory.
+    relative_to : str
+        The directory the paths are made relative to (the report's).
+
+    Returns
+    -------
+    list of list of (str, str)
+        The names come from :func:`miripersist.inventory.output_name` in the store's mode;
+        paths use ``/``.
+    """
+    from .inventory import output_name
+
+    mode = ds.attrs.get("parameters", {}).get("mode", "copy")
+    keep = bool(ds.attrs.get("parameters", {}).get("keep_names", False))
+    base = os.path.relpath(os.path.abspath(outputs), os.path.abspath(relative_to))
+    files = ds["file"].values.astype(str)
+    segments = (
+        ds["segment_files"].values.astype(str)
+        if "segment_files" in ds.variables
+        else np.full(len(files), "")
+    )
+    links = []
+    for name, segs in zip(files, segments, strict=True):
+        names = [output_name(s, mode, keep) for s in (segs.split(",") if segs else [name])]
+        links.append([(n, os.path.join(base, n).replace(os.sep, "/")) for n in names])
+    return links
+
+
 def write_page(
     ds: xr.Dataset, table: Table, figures: Sequence[str], path: str, store: str, outputs: str
 ) -> str:
@@ -516,8 +552,6 @@ def write_page(
     str
         ``path``.
     """
-    from .report import output_links
-
     here = os.path.dirname(os.path.abspath(path))
     links = [
         [(name, href, os.path.exists(os.path.join(here, href))) for name, href in files]

@@ -17,7 +17,7 @@ from .inventory import Exposure
 from .recognise import CARD, COMMENT, holds, output_digest
 from .statefile import state_bytes
 from .windows import GroupFlags
-from .writeback import CHECKSUM_COMMENT, _copy_range, _write_all, atomic_output, provenance
+from .writeback import CHECKSUM_COMMENT, atomic_output, copy_range, provenance, write_all
 
 GROUPDQ = "GROUPDQ"
 
@@ -40,7 +40,7 @@ def write_state(tree: dict, final: str) -> str | None:
         pass
     try:
         with atomic_output(final) as fd:
-            _write_all(fd, [data])
+            write_all(fd, [data])
     except OSError as exc:
         raise _unwritten(final, exc) from None
     return final
@@ -83,8 +83,8 @@ def write_groupdq_copy(exposure: Exposure, flags: GroupFlags, final: str, params
         try:
             size = os.fstat(src).st_size
             with atomic_output(final) as dst:
-                _copy_range(src, dst, 0, size)
-                _write_all(dst, [hdu])
+                copy_range(src, dst, 0, size)
+                write_all(dst, [hdu])
         finally:
             os.close(src)
     except OSError as exc:

@@ -23,7 +23,6 @@ from .store import find_store, open_store
 __all__ = [
     "Report",
     "load_store",
-    "output_links",
     "report",
     "report_table",
 ]
@@ -170,42 +169,6 @@ def report_table(ds: xr.Dataset) -> Table:
     )
     table["mid_mjd"].format = ".6f"
     return table
-
-
-def output_links(ds: xr.Dataset, outputs: str, relative_to: str) -> list[list[tuple[str, str]]]:
-    """Per exposure, its output files as (name, relative path), one per segment file.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        A store.
-    outputs : str
-        The run's output directory.
-    relative_to : str
-        The directory the paths are made relative to (the report's).
-
-    Returns
-    -------
-    list of list of (str, str)
-        The names come from :func:`miripersist.inventory.output_name` in the store's mode;
-        paths use ``/``.
-    """
-    from .inventory import output_name
-
-    mode = ds.attrs.get("parameters", {}).get("mode", "copy")
-    keep = bool(ds.attrs.get("parameters", {}).get("keep_names", False))
-    base = os.path.relpath(os.path.abspath(outputs), os.path.abspath(relative_to))
-    files = ds["file"].values.astype(str)
-    segments = (
-        ds["segment_files"].values.astype(str)
-        if "segment_files" in ds.variables
-        else np.full(len(files), "")
-    )
-    links = []
-    for name, segs in zip(files, segments, strict=True):
-        names = [output_name(s, mode, keep) for s in (segs.split(",") if segs else [name])]
-        links.append([(n, os.path.join(base, n).replace(os.sep, "/")) for n in names])
-    return links
 
 
 def report(store: str, out: str | None = None, outputs: str | None = None) -> Report:

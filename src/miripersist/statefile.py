@@ -44,17 +44,55 @@ def state_entry(
     }
 
 
-def state_bytes(tree: dict) -> bytes:
-    """The ASDF file of a tree of detector entries (:func:`state_entry`).
+#: The keys of a detector's entry, as :func:`state_entry` makes it, with their types.
+ENTRY_KEYS = {"filename": str, "rows": np.ndarray, "cols": np.ndarray, "vals": np.ndarray,
+              "pers_time": int, "xstart": int, "ystart": int}  # fmt: skip
 
-    Written here rather than by ``asdf.AsdfFile.write_to``: asdf validates every tree it
-    writes against its schemas and, through its JSON-schema resolver, parses the ndarray
-    schemas' YAML again on every write (12 ms a state file; a program writes one per
-    exposure), and its first write loads every installed asdf extension (2 s: gwcs,
-    stdatamodels, asdf-astropy). The file is the ASDF standard's, as asdf 5 writes it for
-    such a tree (a YAML tree of ``core/ndarray-1.1.0`` arrays stored in binary blocks
-    with MD5 checksums); asdf reads it back to the same tree (tested) and so does the
-    pipeline's step. The same tree gives the same bytes.
+
+def state_bytes(tree: dict) -> bytes:
+    """The ASDF file of a tree of detector entries.
+
+    A tree of :func:`state_entry` entries is written by :func:`lean_state_bytes`, anything
+    else by asdf itself (:func:`asdf_state_bytes`).
+    """
+    return lean_state_bytes(tree) if is_entry_tree(tree) else asdf_state_bytes(tree)
+
+
+def is_entry_tree(tree: dict) -> bool:
+    """Whether every value of ``tree`` is exactly an entry of :func:`state_entry`."""
+    for detector, entry in tree.items():
+        if not (isinstance(detector, str) and isinstance(entry, dict)):
+            return False
+        if set(entry) != set(ENTRY_KEYS):
+            return False
+        if any(type(entry[key]) is not kind for key, kind in ENTRY_KEYS.items()):
+            return False
+        if any(entry[key].ndim != 1 for key in ("rows", "cols", "vals")):
+            return False
+    return True
+
+
+def asdf_state_bytes(tree: dict) -> bytes:
+    """The ASDF file of any tree, as asdf writes it."""
+    import io
+
+    import asdf
+
+    buffer = io.BytesIO()
+    asdf.AsdfFile(tree).write_to(buffer)
+    return buffer.getvalue()
+
+
+def lean_state_bytes(tree: dict) -> bytes:
+    """The ASDF file of a tree of :func:`state_entry` entries, written without asdf.
+
+    asdf validates every tree it writes against its schemas and, through its JSON-schema
+    resolver, parses the ndarray schemas' YAML again on every write (12 ms a state file; a
+    program writes one per exposure), and its first write loads every installed asdf
+    extension (2 s: gwcs, stdatamodels, asdf-astropy). This writes only such a tree
+    (:func:`is_entry_tree`), as asdf 5 writes it: a YAML tree of ``core/ndarray-1.1.0``
+    arrays stored in binary blocks with MD5 checksums. asdf reads it back to the same tree
+    (tested) and so does the pipeline's step. The same tree gives the same bytes.
     """
     from . import __version__
 

@@ -92,7 +92,7 @@ class PersistenceMaskStep(Step):
 
     def _window(self) -> float | None:
         from .errors import ConfigError
-        from .parameters import parse_duration
+        from .options import parse_duration
 
         if self.window is None:
             return None

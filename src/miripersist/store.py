@@ -16,6 +16,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -74,8 +75,9 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-#: Format 2 stores fixed-width strings with a stable spec that every zarr reads.
-_FORMAT = {"zarr_format": 2}
+#: Format 2 stores fixed-width strings with a stable spec that every zarr reads: every
+#: store is written and opened with these arguments.
+FORMAT = {"zarr_format": 2}
 
 
 def _column(values: list, dtype=None) -> np.ndarray:
@@ -150,7 +152,7 @@ def create(
     attributes = {
         key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()
     }
-    _sync(_skeleton, tmp, attributes, arrays)
+    _uninterrupted(_skeleton, tmp, attributes, arrays)
     replace(tmp, path)
 
 
@@ -164,38 +166,32 @@ def _spec(data: np.ndarray, dims: tuple[str, ...], chunks, **attributes) -> dict
     }
 
 
-async def _skeleton(path: str, attributes: dict, arrays: dict[str, dict]) -> None:
+def _skeleton(path: str, attributes: dict, arrays: dict[str, dict]) -> None:
     """Write a group with ``attributes`` and ``arrays`` (name: create_array's arguments).
 
-    The arrays are created together: each is a few small files, and a file's creation
-    waits on the file system (on a network file system, on its metadata server), so
-    one after another they add up.
+    The arrays are created from a few threads at once: each is a few small files, and a
+    file's creation waits on the file system (on a network file system, on its metadata
+    server), so one after another they add up.
     """
-    import asyncio
+    import zarr
 
-    import zarr.api.asynchronous as azarr
+    group = zarr.open_group(path, mode="w", **FORMAT)
+    group.update_attributes(attributes)
+    with ThreadPoolExecutor(8, thread_name_prefix="miripersist-zarr") as pool:
+        list(pool.map(lambda item: group.create_array(item[0], **item[1]), arrays.items()))
+    zarr.consolidate_metadata(path, **FORMAT)
 
-    group = await azarr.open_group(path, mode="w", **_FORMAT)
-    await group.update_attributes(attributes)
-    await asyncio.gather(*(group.create_array(name, **spec) for name, spec in arrays.items()))
-    await azarr.consolidate_metadata(path, **_FORMAT)
 
+def _uninterrupted(function, *args):
+    """``function(*args)`` to its end, then any interrupt (Ctrl-C) that came meanwhile.
 
-def _sync(function, *args):
-    """Run the coroutine ``function(*args)`` on zarr's event loop to its end; return its value.
-
-    Zarr's own ``sync`` waits in the calling thread, where an interrupt (Ctrl-C) would
-    leave the coroutine's tasks running, to be torn down with the interpreter in a
-    screenful of asyncio's complaints. The wait is in a thread of its own instead: the
-    work (a fraction of a second) is finished, then the interrupt raised.
+    The work (a fraction of a second) runs in a thread of its own: interrupted in the
+    calling thread, zarr would leave its event loop's tasks running, to be torn down with
+    the interpreter in a screenful of asyncio's complaints.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from zarr.core.sync import sync
-
     interrupted = False
     with ThreadPoolExecutor(1, thread_name_prefix="miripersist-zarr") as pool:
-        future = pool.submit(lambda: sync(function(*args)))
+        future = pool.submit(function, *args)
         while True:
             try:
                 result = future.result()
@@ -336,7 +332,7 @@ class Writer:
         import zarr
 
         self.path = path
-        group = zarr.open_group(path, mode="r+", **_FORMAT)
+        group = zarr.open_group(path, mode="r+", **FORMAT)
         # Array handles opened once: each group lookup reads the array's metadata file.
         # Chunks are written even when all False: zarr's test for an empty chunk compares
         # every byte, which cost more than compressing and writing the chunk. (An array
@@ -411,11 +407,11 @@ def update_attrs(path: str, attrs: dict) -> None:
     """Add attributes to a store (JSON for dicts and lists) and consolidate its metadata."""
     import zarr
 
-    group = zarr.open_group(path, mode="r+", **_FORMAT)
+    group = zarr.open_group(path, mode="r+", **FORMAT)
     group.attrs.update(
         {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in attrs.items()}
     )
-    zarr.consolidate_metadata(path, **_FORMAT)
+    zarr.consolidate_metadata(path, **FORMAT)
 
 
 def _decoded(attrs) -> dict:
@@ -443,7 +439,7 @@ def open_store(path: str) -> xr.Dataset:
     """
     import xarray as xr
 
-    ds = xr.open_zarr(path, **_FORMAT)
+    ds = xr.open_zarr(path, **FORMAT)
     ds.attrs = _decoded(ds.attrs)
     per_exposure = [n for n, c in ds.coords.items() if c.dims == ("exposure",)]
     # Read here, in this process: a few bytes are no work to send to a cluster.
@@ -466,7 +462,7 @@ class Stored:
         import zarr
 
         self.path = path
-        self.group = zarr.open_group(path, mode="r", **_FORMAT)
+        self.group = zarr.open_group(path, mode="r", **FORMAT)
         self.attrs = _decoded(self.group.attrs.asdict())
 
     def __contains__(self, name: str) -> bool:

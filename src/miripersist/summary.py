@@ -68,7 +68,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _rule_line(parameters: dict) -> str:
-    from .parameters import window_words
+    from .options import window_words
 
     window = parameters.get("window_days", "inf")
     days = float("inf") if window == "inf" else float(window)

@@ -99,7 +99,8 @@ def atomic_output(final: str) -> Iterator[int]:
         raise
 
 
-def _write_all(fd: int, buffers: list) -> None:
+def write_all(fd: int, buffers: list) -> None:
+    """Write every byte of ``buffers`` to ``fd``, however short each ``os.write``."""
     for buf in buffers:
         view = memoryview(buf).cast("B")
         while view:
@@ -159,10 +160,10 @@ def _write_staged(fd: int, data: memoryview) -> None:
                 raise
         finally:
             _set_direct(fd, False)
-    _write_all(fd, [data[written:]])
+    write_all(fd, [data[written:]])
 
 
-def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+def copy_range(src: int, dst: int, offset: int, count: int) -> None:
     """Append ``count`` bytes of ``src`` from ``offset`` to ``dst``, in the kernel where it can."""
     try:
         if not hasattr(os, "copy_file_range"):  # macOS, Windows
@@ -180,7 +181,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
             chunk = os.pread(src, min(count, 1 << 22), offset)
             if not chunk:
                 raise OSError(errno.EIO, "input file ended early") from None
-            _write_all(dst, [chunk])
+            write_all(dst, [chunk])
             offset += len(chunk)
             count -= len(chunk)
 
@@ -280,8 +281,8 @@ def write_copy(exposure: Exposure, dq: np.ndarray, final: str, cards: dict[str, 
         fitsimage.hdu_into(hdu, head, values, CHECKSUM_COMMENT)
         with atomic_output(final) as dst:
             for offset, count in pieces:
-                _copy_range(src, dst, offset, count)
-            _write_all(dst, [hdu])
+                copy_range(src, dst, offset, count)
+            write_all(dst, [hdu])
     finally:
         os.close(src)
 
@@ -319,4 +320,4 @@ def _write_compressed(dq: np.ndarray, final: str, cards: dict[str, object]) -> N
     buffer = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
     with atomic_output(final) as fd:
-        _write_all(fd, [buffer.getbuffer()])
+        write_all(fd, [buffer.getbuffer()])

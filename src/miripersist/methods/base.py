@@ -104,7 +104,7 @@ class Method(ABC):
         from dataclasses import fields
 
         from ..errors import ConfigError
-        from ..parameters import option_name
+        from ..options import option_name
 
         defaults = {f.name: f.default for f in fields(params)}
         for name in self.ignores:

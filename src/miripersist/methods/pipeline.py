@@ -265,9 +265,9 @@ def store_states(store: str, ends: dict, filenames: dict, seconds: int) -> None:
     """Each detector's final window ends as a (y, x) image ``window_end_DETECTOR`` of the store."""
     import zarr
 
-    from ..store import _FORMAT
+    from ..store import FORMAT
 
-    group = zarr.open_group(store, mode="r+", **_FORMAT)
+    group = zarr.open_group(store, mode="r+", **FORMAT)
     for detector, image in ends.items():
         array = group.create_array(
             f"window_end_{detector}",
@@ -292,10 +292,10 @@ def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
     """The final states :func:`store_states` wrote, and the file each ends with."""
     import zarr
 
-    from ..store import _FORMAT
+    from ..store import FORMAT
 
     try:
-        group = zarr.open_group(store, mode="r", **_FORMAT)
+        group = zarr.open_group(store, mode="r", **FORMAT)
         names = [n for n in group.array_keys() if n.startswith("window_end_")]
     except Exception as exc:  # zarr raises many kinds on what is not a store
         raise ConfigError(f"{store}: --history store cannot be read ({brief(exc, 120)})") from None
