@@ -676,7 +676,7 @@ class _Scan:
         return [entry.reuse and self.rule.reuses_sources for entry in self.plan.entries]
 
 
-def _prepare(
+def _prepare(  # noqa: C901
     output_dir: str,
     store_path: str,
     params: Parameters,
@@ -792,7 +792,7 @@ def _prepare(
     )
 
 
-def _scan_and_write(
+def _scan_and_write(  # noqa: C901, PLR0915
     scan: _Scan,
     params: Parameters,
     umask: np.ndarray,

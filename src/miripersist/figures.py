@@ -83,7 +83,7 @@ def outline_frames(ax: Axes, ds: xr.Dataset, indices: np.ndarray) -> None:
     from matplotlib.patches import Rectangle
 
     shape = tuple(ds.attrs.get("detector_shape", (ds.sizes["y"], ds.sizes["x"])))
-    seen = {}
+    seen: dict[tuple[int, int, int, int], str] = {}
     for i in indices:
         rows, cols = exposure_frame(ds, int(i))
         if (rows.stop - rows.start, cols.stop - cols.start) != shape:

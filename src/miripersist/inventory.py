@@ -429,7 +429,7 @@ def _pixeldq_layout(
     return layout
 
 
-def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) -> Exposure:
+def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) -> Exposure:  # noqa: C901
     if len(sci.shape) != 4:
         raise InputError(f"{path}: SCI has {len(sci.shape)} axes, expected 4 (ints, groups, y, x)")
     if groupdq is None and sci.bitpix != 16:

@@ -70,7 +70,7 @@ class Parameters:
     compress: bool = False
     keep_names: bool = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901
         self._check_types()
         if self.method not in methods.METHODS:
             raise ConfigError(

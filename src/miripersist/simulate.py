@@ -503,7 +503,7 @@ def _ids(path: str) -> dict:
     return {**defaults, **ids}
 
 
-def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) -> None:
+def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) -> None:  # noqa: PLR0915
     """Add what a MAST uncal file carries besides: program, visit, target, pointing, times."""
     ids = _ids(path)
     mrs = _MRS.get(detector)

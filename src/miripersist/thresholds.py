@@ -275,13 +275,14 @@ def assign_references(
             continue
         if given:
             wanted = [(d, f) for d in (exp.detector, "*") for f in (exp.filter.upper(), "*")]
-            ref = next((table[k] for k in wanted if k in table), None)
-            if ref is None:
+            match = next((table[k] for k in wanted if k in table), None)
+            if match is None:
                 have = ", ".join(sorted(f"{d}/{f}" for d, f in table))
                 raise ConfigError(
                     f"{exp.path}: detector {exp.detector} has no --saturation-ref "
                     f"for filter {exp.filter or 'N/A'} (given for {have})"
                 )
+            ref = match
         else:
             ref = load_reference(crds_saturation_reference(exp))
             if ref.detector and ref.detector != exp.detector:
