@@ -39,7 +39,8 @@ PAGES = [
     *(ROOT / "docs" / f"{name}.md" for name in GUIDE),
     *sorted(p for p in (ROOT / "docs").glob("*.md") if p.stem not in GUIDE),
 ]
-RUN = {"bash": "bash", "sh": "bash", "shell": "bash", "console": "console", "python": "python"}
+RUN = {"bash": "bash", "sh": "bash", "shell": "bash", "console": "console", "python": "python",
+       "toml": "toml"}  # fmt: skip
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
 NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
 #: No-run blocks are the exception: a page that needs more should make its blocks runnable.
@@ -136,6 +137,7 @@ def sandbox(template: Path, where: Path) -> Path:
     return where
 
 
+TOML_CHECK = "import sys, tomllib; tomllib.load(open(sys.argv[1], 'rb'))"
 #: What this test session set for its own jwst steps (conftest.py), kept from the blocks.
 BLOCK_UNSET = ("PYTHONPATH", "CRDS_PATH", "CRDS_SERVER_URL", "STPIPE_DISABLE_CRDS_STEPPARS")
 
@@ -158,6 +160,10 @@ def run_block(
         script = scratch / f"block_{block.line}.py"
         script.write_text(block.text)
         command = [str(warm / "_warm") if warm else sys.executable, str(script)]
+    elif kind == "toml":  # a packaging file: it must parse as TOML
+        script = scratch / f"block_{block.line}.toml"
+        script.write_text(block.text)
+        command = [sys.executable, "-c", TOML_CHECK, str(script)]
     else:
         text = block.text if kind == "bash" else console_commands(block.text)
         command = ["bash", "-e", "-o", "pipefail", "-c", text]

@@ -13,7 +13,7 @@ import xarray as xr
 from astropy.io import fits
 from conftest import notebook_sources, pipeline_groupdq, sha256
 
-from miripersist import ConfigError, Parameters, methods, run, simulate
+from miripersist import ConfigError, Parameters, registry, run, simulate
 from miripersist.inventory import DETECTOR_SHAPE
 
 FLAGS = 1 | 32  # DO_NOT_USE | PERSISTENCE
@@ -221,8 +221,8 @@ def test_the_tile_is_the_methods_unless_given():
     # every group: its tiles stay smaller. Whatever the tile, the masks are the same
     # (tests/test_oracle.py puts saturated pixels on tile borders).
     notebook, pipeline = Parameters(), Parameters(method="pipeline", window_days=0.01)
-    assert notebook.tile == methods.get("notebook").default_tile
-    assert pipeline.tile == methods.get("pipeline").default_tile
+    assert notebook.tile == registry.get("notebook").default_tile
+    assert pipeline.tile == registry.get("pipeline").default_tile
     assert pipeline.tile[0] < notebook.tile[0] and notebook.tile[1] == DETECTOR_SHAPE[1]
     assert Parameters(tile=[64, 100]).tile == (64, 100)
     assert Parameters(method="pipeline", window_days=0.01, tile=(512, 1032)).tile[0] == 512

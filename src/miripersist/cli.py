@@ -13,6 +13,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 
+from . import registry
 from .errors import ConfigError, MiripersistError
 from .paths import local_path, local_paths, optional_path
 
@@ -119,16 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE; "
         "PERSISTENCE for --method pipeline)",
     )
+    # No choices: reading the registered names costs --help 60 ms; Parameters refuses an
+    # unknown name in one line, naming every rule registered.
     run.add_argument(
         "--method",
-        choices=("notebook", "pipeline", "snowblind"),
-        default="notebook",
-        help="notebook: the STScI notebook's rule (first integration, at most N unsaturated "
-        "groups; end to start); pipeline: jwst's PersistenceStep chained over the program "
-        "(group-level windows from each first saturated group; needs --window; writes "
-        "persistence-array files, and GROUPDQ in copies); snowblind: snowblind's "
-        "PersistenceFlagStep (saturated in the last group of the last integration; start to "
-        "start) (default notebook)",
+        default=registry.DEFAULT,
+        metavar="RULE",
+        help=f"the persistence rule: {', '.join(registry.BUILTIN)} or one a package "
+        f"registers (entry points {registry.GROUP}); default {registry.DEFAULT}. notebook: "
+        "the STScI notebook's; pipeline: jwst's PersistenceStep chained over the program "
+        "(needs --window); snowblind: snowblind's PersistenceFlagStep.",
     )
     run.add_argument(
         "--window",

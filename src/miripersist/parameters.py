@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from . import methods
+from . import registry
 from .errors import ConfigError
 from .flags import flag_names, parse_flags
 from .options import parse_duration
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 MODES = ("copy", "sidecar")
 
@@ -72,11 +76,7 @@ class Parameters:
 
     def __post_init__(self) -> None:  # noqa: C901
         self._check_types()
-        if self.method not in methods.METHODS:
-            raise ConfigError(
-                f"--method must be one of {', '.join(methods.METHODS)}, not {self.method!r}"
-            )
-        rule = methods.get(self.method)
+        rule = registry.get(self.method)
         # Frozen: the method's defaults are filled in once, here.
         if self.flags is None or isinstance(self.flags, str):
             text = rule.default_flags if self.flags is None else self.flags
@@ -132,9 +132,9 @@ class Parameters:
             )
 
     @property
-    def rule(self) -> methods.Method:
+    def rule(self) -> Method:
         """The method object."""
-        return methods.get(self.method)
+        return registry.get(self.method)
 
     def record(self) -> dict:
         """JSON-ready description for the store's attributes."""

@@ -14,6 +14,7 @@ from configobj import ConfigObj
 from stpipe import Step
 from stpipe.exceptions import StpipeExitException
 
+from . import registry
 from .errors import MiripersistError
 
 __all__ = ["PersistenceMaskStep", "StepError"]
@@ -58,7 +59,7 @@ class PersistenceMaskStep(Step):
     prefetch_references = False
 
     spec = """
-        method = option('notebook', 'pipeline', 'snowblind', default='notebook') # persistence rule
+        method = option({methods}, default='{default}') # persistence rule
         n_unsat_threshold = integer(default=3, min=0) # source: at most this many unsaturated groups
         n_pix_grow_sat = integer(default=1, min=0) # growth of saturation, as jwst's saturation step
         saturation_ref = string(default=None) # SATURATION reference file(s), comma-separated; None asks CRDS
@@ -75,7 +76,9 @@ class PersistenceMaskStep(Step):
         skip_bad = boolean(default=False) # leave out bad inputs instead of stopping
         overwrite = boolean(default=False) # start afresh
         output_ext = string(default='.fits') # required by stpipe; outputs are named by miripersist
-    """  # noqa: E501
+    """.format(  # noqa: E501
+        methods=", ".join(repr(name) for name in registry.names()), default=registry.DEFAULT
+    )
 
     @classmethod
     def _get_crds_parameters(cls, dataset):

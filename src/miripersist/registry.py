@@ -1,0 +1,82 @@
+"""The persistence rules by name: the entry-point group ``miripersist.methods``.
+
+A package adds a rule by declaring, in its own ``pyproject.toml``::
+
+    [project.entry-points."miripersist.methods"]
+    myrule = "mypackage.rules:MyRule"
+
+where ``MyRule`` is a :class:`miripersist.methods.Method` subclass whose ``name`` is
+``"myrule"``. ``--method``, the stpipe step's ``method`` and :class:`Parameters` accept every
+name registered. miripersist's own rules are registered the same way, and are also known
+without it (a source tree used without being installed).
+
+Names are read without importing any rule (``--help`` stays fast); a rule is imported when
+it is first asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .methods.base import Method
+
+GROUP = "miripersist.methods"
+#: miripersist's own rules, as its pyproject.toml registers them.
+BUILTIN = {
+    "notebook": "miripersist.methods.notebook:Notebook",
+    "pipeline": "miripersist.methods.pipeline:Pipeline",
+    "snowblind": "miripersist.methods.snowblind:Snowblind",
+}
+DEFAULT = "notebook"
+
+
+@functools.cache
+def targets() -> dict[str, str]:
+    """Every rule's name and ``module:Class``: the built-in ones first, then the others."""
+    from importlib.metadata import entry_points  # 40 ms: not for --help
+
+    found = {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    return {**BUILTIN, **{k: v for k, v in sorted(found.items()) if k not in BUILTIN}}
+
+
+def names() -> tuple[str, ...]:
+    """The names ``--method`` accepts."""
+    return tuple(targets())
+
+
+def get(name: str) -> Method:
+    """The rule called ``name``, imported and made on first use.
+
+    Raises
+    ------
+    ConfigError
+        If no rule has that name, or what is registered under it is not a rule.
+    """
+    known = targets()
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"--method must be one of {', '.join(known)}, not {name!r}")
+    return made(name)
+
+
+@functools.cache
+def made(name: str) -> Method:
+    """The one instance of the registered rule ``name`` (see :func:`get`)."""
+    from .methods.base import Method
+
+    target = targets()[name]
+    module, _, attribute = target.partition(":")
+    try:
+        cls = getattr(import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--method {name}: cannot load {target} ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ConfigError(f"--method {name}: {target} is not a miripersist Method")
+    rule = cls()
+    if rule.name != name:
+        raise ConfigError(f"--method {name}: {target} calls itself {rule.name!r}")
+    return rule
