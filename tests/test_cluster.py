@@ -71,7 +71,7 @@ def test_local_cluster_of_processes_matches_local_run(tmp_path, prog, local):
     # A tile comes back as bits, packed by the task that made it (and what dask's memory
     # accounting counts is those bits): an eighth of a byte a pixel, not a byte.
     tiles_back = [task for task in stream.data if key_split(task["key"]) == "sources"]
-    assert {task["typename"] for task in tiles_back} == {"miripersist.engine._Bits"}
+    assert {task["typename"] for task in tiles_back} == {"miripersist.execute.Bits"}
     pixels = sum(e.ysize * e.xsize for e in exposures)
     assert pixels / 8 <= sum(task["nbytes"] for task in tiles_back) < pixels / 4
     np.testing.assert_array_equal(ds["mask"].values, ds_local["mask"].values)

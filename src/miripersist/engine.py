@@ -13,24 +13,29 @@ import functools
 import hashlib
 import logging
 import math
-import operator
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import dask
-import dask.array as da
-import dask.core
-import dask.threaded
 import numpy as np
 
 from . import lock as run_lock
 from . import resume
 from . import store as store_mod
 from .errors import ConfigError, InputError, MiripersistError, brief
+from .execute import (
+    FILES_PER_TASK,
+    Bits,
+    has_client,
+    on_cluster,
+    on_local_threads,
+    shared,
+    write_in,
+    write_on_cluster,
+)
 from .fitsimage import smallest_unsigned
 from .inventory import (
     DETECTOR_SHAPE,
@@ -65,29 +70,8 @@ def _header_cards(params: Parameters, n_masked: int) -> dict[str, object]:
     return params.header_cards(n_masked, store_mod.package_versions()["miripersist"])
 
 
-class _Bits:
-    """A boolean image as bits, for a trip between processes: an eighth of the bytes."""
-
-    __slots__ = ("bits", "shape")
-
-    def __init__(self, mask: np.ndarray) -> None:
-        self.bits = np.packbits(mask, axis=None)
-        self.shape = mask.shape
-
-    def __sizeof__(self) -> int:
-        # What dask's memory accounting of a worker counts: the bits, not a reference.
-        return object.__sizeof__(self) + self.bits.nbytes
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        ones = np.unpackbits(self.bits, count=math.prod(self.shape)).reshape(self.shape)
-        # Zeros and ones: as bools without a copy.
-        if dtype is None or np.dtype(dtype) == bool:
-            return ones.view(bool)
-        return ones.astype(dtype, copy=False)
-
-
 def _write_one(
-    exposure: Exposure, applied: np.ndarray | _Bits, n_masked: int, final: str, params: Parameters
+    exposure: Exposure, applied: np.ndarray | Bits, n_masked: int, final: str, params: Parameters
 ) -> str | None:
     """Write one pixel-flag output; its path, or None when ``final`` already held it."""
     mask = np.asarray(applied, dtype=bool)
@@ -148,88 +132,6 @@ def _lazy_sources(exposure: Exposure, thresholds, params: Parameters):
     """Sources of a whole exposure, lazily, as its method defines them."""
     parts = params.rule.lazy_sources(exposure, thresholds, params, lazy_sources)
     return params.rule.combine(parts)
-
-
-class _Tiles:
-    """A lazy array as the tasks of its tiles, and how to put their results together.
-
-    ``dask.compute`` of an array adds a task that gathers its tiles into one array; on a
-    cluster that task moves tiles between workers and then the whole image to the
-    client, and is one more task for the scheduler. Computed as its tiles, each goes to
-    the client once and is put in place there (in the thread that waits for the
-    results, beside the scan); a boolean tile travels as bits, packed by the task that
-    makes it. Local threads keep the gathering task: it costs them no more than this,
-    and the order it gives the reads (an exposure's tiles together) suits a cold disk.
-
-    A dask collection: its graph, keys and finalisation.
-    """
-
-    __slots__ = ("dtype", "graph", "keys", "shape", "slices")
-
-    def __init__(self, lazy: da.Array) -> None:
-        self.shape, self.dtype = lazy.shape, lazy.dtype
-        self.slices = da.core.slices_from_chunks(lazy.chunks)
-        self.keys = list(dask.core.flatten(lazy.__dask_keys__()))
-        self.graph = dict(lazy.__dask_graph__())
-        if self.dtype == bool:
-            # The tile's own task, nested: packed where it is made, with no task more.
-            for key in self.keys:
-                self.graph[key] = (_Bits, self.graph[key])
-
-    def __dask_graph__(self) -> dict:
-        return self.graph
-
-    def __dask_keys__(self) -> list:
-        return self.keys
-
-    def __dask_postcompute__(self) -> tuple:
-        return self.assemble, ()
-
-    def assemble(self, tiles: list) -> np.ndarray:
-        """The whole array from its tiles' results."""
-        if len(tiles) == 1:
-            return np.asarray(tiles[0], self.dtype)
-        out = np.empty(self.shape, self.dtype)
-        for where, tile in zip(self.slices, tiles, strict=True):
-            out[where] = tile
-        return out
-
-
-def _on_cluster(lazy: list) -> list:
-    """``dask.compute(lazy)`` on the client's cluster, each array's tiles put together here.
-
-    ``dask.compute`` would add a task that gathers all results on one worker (moving
-    every tile between workers, then the whole set to the client). Instead the graphs go
-    to the client's public ``Client.get`` as they are, each tile comes to the client once
-    (packed, :class:`_Bits`), and each collection is finalised here as ``dask.compute``
-    finalises it (``__dask_postcompute__``). A test checks that only the tiles' and the
-    writes' tasks run.
-    """
-    if not lazy:
-        return []
-    from distributed import default_client
-
-    parts = [_Tiles(x) if isinstance(x, da.Array) else x for x in lazy]
-    graph: dict = {}
-    for part in parts:
-        graph.update(part.__dask_graph__())
-    results = default_client().get(graph, [part.__dask_keys__() for part in parts])
-    done = []
-    for part, result in zip(parts, results, strict=True):
-        finalise, extra = part.__dask_postcompute__()
-        done.append(finalise(result, *extra))
-    return done
-
-
-def _on_local_threads(lazy: list) -> list:
-    """``dask.compute(lazy)`` on the local threads, or on a scheduler dask's configuration names.
-
-    Named outright, the threads are used without a look for a distributed client first.
-    """
-    if not lazy:
-        return []
-    scheduler = dask.config.get("scheduler", None) or "threads"
-    return dask.compute(lazy, scheduler=scheduler, optimize_graph=False)[0]
 
 
 def one_history(history: str | os.PathLike | Sequence | None) -> str | os.PathLike | None:
@@ -809,7 +711,7 @@ def _scan_and_write(  # noqa: C901, PLR0915
     rows, previous, past, the_plan = scan.rows, scan.previous, scan.past, scan.plan
     old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
-    distributed = _has_client()
+    distributed = has_client()
 
     def thresholds_for(i: int):
         ref, exp = refs[i], exposures[i]
@@ -817,7 +719,7 @@ def _scan_and_write(  # noqa: C901, PLR0915
             return None
         key = (ref.path, exp.xstart, exp.ystart, exp.xsize, exp.ysize)
         if key not in windows:
-            windows[key] = _shared(Window(ref.window_for(exp)), distributed)
+            windows[key] = shared(Window(ref.window_for(exp)), distributed)
         return windows[key]
 
     counts = {"computed": 0, "reused": 0, "written": 0, "whole": 0, "unchanged": 0, "retained": 0}
@@ -844,9 +746,9 @@ def _scan_and_write(  # noqa: C901, PLR0915
         return sources
 
     if distributed:
-        compute, make = _on_cluster, _write_on_cluster
+        compute, make = on_cluster, write_on_cluster
     else:
-        compute, make = _on_local_threads, functools.partial(_write_in, file_writers)
+        compute, make = on_local_threads, functools.partial(write_in, file_writers)
 
     def launch(lazy: list, update: Callable[[], None] | None, files: list, marks: list[int]):
         # ``files`` are the block's writes, made once its store update (if any) ran, beside
@@ -968,7 +870,7 @@ def _scan_and_write(  # noqa: C901, PLR0915
                         exposures[i],
                         outputs[i],
                         payloads[k],
-                        _Bits(applied[k]) if distributed else applied[k],
+                        Bits(applied[k]) if distributed else applied[k],
                         int(n_masked[k]),
                         params,
                         _write_one,
@@ -1028,30 +930,6 @@ def _finish(
     return store_path
 
 
-#: Output files written by one task on a cluster (a block of 16 exposures gives 4 tasks, a
-#: quarter of the tasks its scheduler would handle), and at once by local threads.
-FILES_PER_TASK = 4
-
-
-def _write_on_cluster(writes: list[Callable[[], str | None]]) -> list[str | None]:
-    """Make ``writes`` on the client's cluster, a few a task; their paths (None: kept)."""
-    tasks = [
-        dask.delayed(_write_files, pure=False)(writes[k : k + FILES_PER_TASK])
-        for k in range(0, len(writes), FILES_PER_TASK)
-    ]
-    return [path for paths in _on_cluster(tasks) for path in paths]
-
-
-def _write_files(writes: list[Callable[[], str | None]]) -> list[str | None]:
-    """Make ``writes``, one after another; their paths."""
-    return [write() for write in writes]
-
-
-def _write_in(pool: ThreadPoolExecutor, writes: list[Callable[[], str | None]]) -> list[str | None]:
-    """Make ``writes`` in ``pool``'s threads, a few at once; their paths."""
-    return list(pool.map(operator.call, writes))
-
-
 def _store_then_write(
     update: Callable[[], None] | None,
     writes: list[Callable[[], str | None]],
@@ -1064,29 +942,3 @@ def _store_then_write(
     if update is not None:
         update()
     return make(writes) if writes else []
-
-
-def _shared(value: object, distributed: bool):
-    """``value`` as a dask.delayed that every block's computation refers to.
-
-    On a cluster it is sent to every worker once (``Client.scatter``) and the graphs hold
-    a reference; a literal would travel in every block's graph (4 MB of thresholds each).
-    """
-    if not distributed:
-        return dask.delayed(value, pure=True)
-    from distributed import default_client
-
-    return dask.delayed(default_client().scatter(value, broadcast=True, hash=False))
-
-
-def _has_client() -> bool:
-    # A client needs distributed imported; importing it only to find none costs 0.4 s.
-    if "distributed" not in sys.modules:
-        return False
-    try:
-        from distributed import default_client
-
-        default_client()
-    except (ImportError, ValueError):
-        return False
-    return True
