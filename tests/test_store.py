@@ -156,3 +156,13 @@ def test_open_store_indexes_exposures_by_file_and_selects_by_value(program, tmp_
     fulong = ds.isel(exposure=ds.detector == "MIRIFULONG")
     assert list(fulong["file"].values) == [e.name for e in exposures if e.detector == "MIRIFULONG"]
     assert isinstance(fulong["mask"].data, da.Array)
+
+
+def test_open_store_names_a_path_that_is_no_store(tmp_path):
+    from miripersist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"nothing\.zarr: no such store$"):
+        store.open_store(str(tmp_path / "nothing.zarr"))
+    (tmp_path / "file.zarr").write_text("")
+    with pytest.raises(ConfigError, match=r"file\.zarr: not a store \(a file"):
+        store.open_store(str(tmp_path / "file.zarr"))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import ConfigError
 from .inventory import DETECTOR_SHAPE, Exposure
 
 if TYPE_CHECKING:
@@ -436,9 +437,18 @@ def open_store(path: str) -> xr.Dataset:
     so that selections by value work (``ds.isel(exposure=ds.detector == "MIRIMAGE")``), and
     the exposure dimension is indexed by file name (``ds.sel(exposure=NAME)``,
     ``ds["n_masked"].to_series()``). Parameters come back as a dict attribute.
+
+    Raises
+    ------
+    ConfigError
+        ``PATH: no such store``, or ``PATH: not a store (a file, not a zarr directory)``.
     """
     import xarray as xr
 
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise ConfigError(f"{path}: not a store (a file, not a zarr directory)")
+        raise ConfigError(f"{path}: no such store")
     ds = xr.open_zarr(path, **FORMAT)
     ds.attrs = _decoded(ds.attrs)
     per_exposure = [n for n, c in ds.coords.items() if c.dims == ("exposure",)]
