@@ -56,6 +56,7 @@ from .recognise import CARD as RESULT_CARD
 from .recognise import COMMENT as RESULT_COMMENT
 from .recognise import holds, output_digest
 from .saturation import grow
+from .sink import Flight
 from .thresholds import Window, assign_references
 from .usermask import read_user_mask
 from .writeback import remove_stale_temporaries, write_copy, write_sidecar
@@ -706,9 +707,9 @@ def _scan_and_write(  # noqa: C901, PLR0915
     sources are read, and the previous block's store update and files written, during the
     scan of this block.
     """
-    exposures, refs, writable, outputs = scan.exposures, scan.refs, scan.writable, scan.outputs
-    rule = scan.rule
-    rows, previous, past, the_plan = scan.rows, scan.previous, scan.past, scan.plan
+    exposures, refs, outputs, rule = scan.exposures, scan.refs, scan.outputs, scan.rule
+    past, the_plan = scan.past, scan.plan
+    # Each a list made from the plan's entries: made once, not at every look-up.
     old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
     distributed = has_client()
@@ -726,40 +727,13 @@ def _scan_and_write(  # noqa: C901, PLR0915
     stale: list[int] = []
     writer = store_mod.Writer(scan.target)
     config = {} if distributed else {"num_workers": _local_workers(params.mode)}
-    # The dask computation of a block's sources, and the store update and files of the
-    # block before it; local threads write files a few at once, as each waits on the disk
-    # for most of its time.
-    background = ThreadPoolExecutor(2, thread_name_prefix="miripersist-compute")
+    # Local threads write files a few at once, as each waits on the disk for most of its
+    # time; a cluster's workers write them.
     file_writers = ThreadPoolExecutor(FILES_PER_TASK, thread_name_prefix="miripersist-write")
-    pending: list = []  # [futures, number of files, exposures to mark written]
-
-    def settle() -> list:
-        """Wait for the work in flight; record its files as written; return its sources."""
-        if not pending:
-            return []
-        futures, marks = pending
-        pending.clear()
-        sources, *paths = [future.result() for future in futures]
-        writer.written(marks)
-        for path in paths[0] if paths else []:
-            counts["written" if path is not None else "whole"] += 1
-        return sources
-
     if distributed:
         compute, make = on_cluster, write_on_cluster
     else:
         compute, make = on_local_threads, functools.partial(write_in, file_writers)
-
-    def launch(lazy: list, update: Callable[[], None] | None, files: list, marks: list[int]):
-        # ``files`` are the block's writes, made once its store update (if any) ran, beside
-        # the computation of the next block's sources rather than in it: the threaded
-        # scheduler ran the store update after most reads, and the files' waits on the
-        # disk held its threads (6.6 -> 6.1 ms an exposure, docs/benchmarks.md). A
-        # cluster's client used to store each block on the thread that scans.
-        futures = [background.submit(compute, lazy)]
-        if update is not None or files:
-            futures.append(background.submit(_store_then_write, update, files, make))
-        pending.extend([futures, marks])
 
     def lazy_block(block: list[int]) -> tuple[list[int], list]:
         todo = [i for i in block if not reuse[i]]
@@ -783,38 +757,25 @@ def _scan_and_write(  # noqa: C901, PLR0915
     carry = None
     carries: dict[str, object] = {}  # each detector's carry after its last block
     done = 0
-    # The background's work is waited for (it writes files) before the file writers stop.
-    with dask.config.set(config), file_writers, background:
+    # The flight's work is waited for (it writes files) before the file writers stop.
+    with dask.config.set(config), file_writers, Flight(compute, make, writer, counts) as flight:
         todo, lazy = lazy_block(blocks[0][1])
-        launch(lazy, None, [], [])
+        flight.launch(lazy, None, [], [])
         update = None  # this block's store update (zarr)
         files: list = []  # this block's output files, as calls that write them
         to_mark: list[int] = []  # exposures whose outputs are in place once those tasks ran
         for b, (detector, block) in enumerate(blocks):
-            frames = dict(zip(todo, settle(), strict=True))
+            frames = dict(zip(todo, flight.settle(), strict=True))
             if b + 1 < len(blocks):
                 todo, lazy = lazy_block(blocks[b + 1][1])
             else:
                 todo, lazy = [], []
-            launch(lazy, update, files, to_mark)
+            flight.launch(lazy, update, files, to_mark)
             update, files, to_mark = None, [], []
             if b == 0 or blocks[b - 1][0] != detector:
                 carry = rule.initial_carry(past, detector)
             sources, out = (image[: len(block)] for image in images[b % 2])
-            reused = [k for k, i in enumerate(block) if i not in frames]
-            if reused:
-                # One read of the stored chunks for the whole block, not one per exposure.
-                sources[reused] = previous.images("source", [old_index[block[k]] for k in reused])
-            for k, i in enumerate(block):
-                if i in frames:
-                    frame = rule.source_image(frames[i])
-                    if frame.shape != DETECTOR_SHAPE:
-                        # A subarray: the rest of the detector is no source. (A full frame
-                        # covers the whole image: clearing it first would be a wasted pass.)
-                        sources[k].fill(False)
-                    sources[(k, *exposures[i].window)] = frame
-                    if params.dilate:
-                        sources[k] = grow(sources[k], params.dilate)
+            _place_sources(sources, block, frames, scan, old_index, params)
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
             counts["retained"] += sum(the_plan.entries[i].retained for i in block)
@@ -831,23 +792,8 @@ def _scan_and_write(  # noqa: C901, PLR0915
             applied = [with_user[k][exposures[i].window] for k, i in enumerate(block)]
             n_masked = np.array([np.count_nonzero(a) for a in applied])
             n_source = np.array([np.count_nonzero(x) for x in sources])
-            # The earlier run's mask of each exposure, when it knows the exposure.
-            known_here = [k for k, i in enumerate(block) if old_index[i] is not None]
-            kept = [False] * len(block)
-            if known_here:
-                old_masks = previous.images("mask", [old_index[block[k]] for k in known_here])
-                for k, old in zip(known_here, old_masks, strict=True):
-                    old_digest = rows[old_index[block[k]]].get("result_sha256") or ""
-                    kept[k] = bool(np.array_equal(old, masks[k])) and old_digest == digests[k]
-            actions = [
-                resume.output_action(
-                    same_mask=kept[k],
-                    written=old_index[i] is not None and bool(rows[old_index[i]]["written"]),
-                    exists=all(os.path.exists(o) for o in outputs[i]),
-                    writable=writable[i],
-                )
-                for k, i in enumerate(block)
-            ]
+            kept = _kept(block, masks, digests, scan, old_index)
+            actions = _actions(block, kept, scan, old_index)
             if not (in_place and all(reuse[i] for i in block) and all(kept)):
                 # Outputs to be rewritten lose their "written" mark in the same update,
                 # which runs before any of this block's files is written.
@@ -892,9 +838,9 @@ def _scan_and_write(  # noqa: C901, PLR0915
             done += len(block)
             if progress is not None:
                 progress(done, len(exposures))
-        settle()
-        launch([], update, files, to_mark)
-        settle()
+        flight.settle()
+        flight.launch([], update, files, to_mark)
+        flight.settle()
     rule.finish(scan.output_dir, scan.target, carries, params, past)
     return counts, stale
 
@@ -930,15 +876,64 @@ def _finish(
     return store_path
 
 
-def _store_then_write(
-    update: Callable[[], None] | None,
-    writes: list[Callable[[], str | None]],
-    make: Callable[[list[Callable[[], str | None]]], list[str | None]],
-) -> list[str | None]:
-    """Store a block (``update``), then ``make`` its ``writes``; their paths.
+def _place_sources(
+    sources: np.ndarray,
+    block: list[int],
+    frames: dict[int, object],
+    scan: _Scan,
+    old_index: list[int | None],
+    params: Parameters,
+) -> None:
+    """Put a block's sources in detector coordinates into ``sources``: computed or stored.
 
-    In this order, so that outputs to be rewritten lose their ``written`` mark first.
+    An exposure computed this run is placed in its frame and grown by ``--dilate``; one
+    reused is read from the earlier store, with one read of its chunks for the block.
     """
-    if update is not None:
-        update()
-    return make(writes) if writes else []
+    reused = [k for k, i in enumerate(block) if i not in frames]
+    if reused:
+        sources[reused] = scan.previous.images("source", [old_index[block[k]] for k in reused])
+    for k, i in enumerate(block):
+        if i not in frames:
+            continue
+        frame = scan.rule.source_image(frames[i])
+        if frame.shape != DETECTOR_SHAPE:
+            # A subarray: the rest of the detector is no source. (A full frame covers the
+            # whole image: clearing it first would be a wasted pass.)
+            sources[k].fill(False)
+        sources[(k, *scan.exposures[i].window)] = frame
+        if params.dilate:
+            sources[k] = grow(sources[k], params.dilate)
+
+
+def _kept(
+    block: list[int],
+    masks: np.ndarray,
+    digests: list[str],
+    scan: _Scan,
+    old_index: list[int | None],
+) -> list[bool]:
+    """Per exposure of a block: whether the earlier run's mask and digest are this run's."""
+    known_here = [k for k, i in enumerate(block) if old_index[i] is not None]
+    kept = [False] * len(block)
+    if known_here:
+        old_masks = scan.previous.images("mask", [old_index[block[k]] for k in known_here])
+        for k, old in zip(known_here, old_masks, strict=True):
+            old_digest = scan.rows[old_index[block[k]]].get("result_sha256") or ""
+            kept[k] = bool(np.array_equal(old, masks[k])) and old_digest == digests[k]
+    return kept
+
+
+def _actions(
+    block: list[int], kept: list[bool], scan: _Scan, old_index: list[int | None]
+) -> list[str]:
+    """Per exposure of a block, what to do with its outputs (:func:`resume.output_action`)."""
+    rows = scan.rows
+    return [
+        resume.output_action(
+            same_mask=kept[k],
+            written=old_index[i] is not None and bool(rows[old_index[i]]["written"]),
+            exists=all(os.path.exists(o) for o in scan.outputs[i]),
+            writable=scan.writable[i],
+        )
+        for k, i in enumerate(block)
+    ]
