@@ -570,12 +570,14 @@ class _Scan:
     rule: Method
     output_dir: str
 
-    @property
+    @functools.cached_property
     def old_index(self) -> list[int | None]:
+        """Per exposure, its index in the earlier store (None: not there)."""
         return [entry.stored_index for entry in self.plan.entries]
 
-    @property
+    @functools.cached_property
     def reuse(self) -> list[bool]:
+        """Per exposure, whether its sources are taken from the earlier store."""
         return [entry.reuse and self.rule.reuses_sources for entry in self.plan.entries]
 
 
@@ -709,8 +711,7 @@ def _scan_and_write(  # noqa: C901, PLR0915
     """
     exposures, refs, outputs, rule = scan.exposures, scan.refs, scan.outputs, scan.rule
     past, the_plan = scan.past, scan.plan
-    # Each a list made from the plan's entries: made once, not at every look-up.
-    old_index, reuse, in_place = scan.old_index, scan.reuse, scan.plan.in_place
+    reuse, in_place = scan.reuse, scan.plan.in_place
     windows: dict[tuple, object] = {}
     distributed = has_client()
 
@@ -775,7 +776,7 @@ def _scan_and_write(  # noqa: C901, PLR0915
             if b == 0 or blocks[b - 1][0] != detector:
                 carry = rule.initial_carry(past, detector)
             sources, out = (image[: len(block)] for image in images[b % 2])
-            _place_sources(sources, block, frames, scan, old_index, params)
+            _place_sources(sources, block, frames, scan, params)
             counts["computed"] += len(frames)
             counts["reused"] += len(block) - len(frames)
             counts["retained"] += sum(the_plan.entries[i].retained for i in block)
@@ -792,8 +793,8 @@ def _scan_and_write(  # noqa: C901, PLR0915
             applied = [with_user[k][exposures[i].window] for k, i in enumerate(block)]
             n_masked = np.array([np.count_nonzero(a) for a in applied])
             n_source = np.array([np.count_nonzero(x) for x in sources])
-            kept = _kept(block, masks, digests, scan, old_index)
-            actions = _actions(block, kept, scan, old_index)
+            kept = _kept(block, masks, digests, scan)
+            actions = _actions(block, kept, scan)
             if not (in_place and all(reuse[i] for i in block) and all(kept)):
                 # Outputs to be rewritten lose their "written" mark in the same update,
                 # which runs before any of this block's files is written.
@@ -881,7 +882,6 @@ def _place_sources(
     block: list[int],
     frames: dict[int, object],
     scan: _Scan,
-    old_index: list[int | None],
     params: Parameters,
 ) -> None:
     """Put a block's sources in detector coordinates into ``sources``: computed or stored.
@@ -891,7 +891,7 @@ def _place_sources(
     """
     reused = [k for k, i in enumerate(block) if i not in frames]
     if reused:
-        sources[reused] = scan.previous.images("source", [old_index[block[k]] for k in reused])
+        sources[reused] = scan.previous.images("source", [scan.old_index[block[k]] for k in reused])
     for k, i in enumerate(block):
         if i not in frames:
             continue
@@ -910,9 +910,9 @@ def _kept(
     masks: np.ndarray,
     digests: list[str],
     scan: _Scan,
-    old_index: list[int | None],
 ) -> list[bool]:
     """Per exposure of a block: whether the earlier run's mask and digest are this run's."""
+    old_index = scan.old_index
     known_here = [k for k, i in enumerate(block) if old_index[i] is not None]
     kept = [False] * len(block)
     if known_here:
@@ -923,11 +923,9 @@ def _kept(
     return kept
 
 
-def _actions(
-    block: list[int], kept: list[bool], scan: _Scan, old_index: list[int | None]
-) -> list[str]:
+def _actions(block: list[int], kept: list[bool], scan: _Scan) -> list[str]:
     """Per exposure of a block, what to do with its outputs (:func:`resume.output_action`)."""
-    rows = scan.rows
+    rows, old_index = scan.rows, scan.old_index
     return [
         resume.output_action(
             same_mask=kept[k],
