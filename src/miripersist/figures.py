@@ -27,6 +27,7 @@ __all__ = [
     "widen",
 ]
 
+#: Hours in a day: MJD differences to hours.
 HOURS = 24.0
 #: Marker and colour per subarray, in the order subarrays first appear; cycled past the end.
 MARKERS = (("o", "tab:blue"), ("s", "tab:orange"), ("^", "tab:green"), ("D", "tab:red"))

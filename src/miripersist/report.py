@@ -15,7 +15,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from .errors import ConfigError
-from .figures import exposure_frame, plot_final, plot_fraction, plot_strip
+from .figures import HOURS, exposure_frame, plot_final, plot_fraction, plot_strip
 from .paths import refuse_url
 from .scan import NEVER_SATURATED, new_carry
 from .store import find_store, open_store
@@ -27,7 +27,6 @@ __all__ = [
     "report_table",
 ]
 
-HOURS = 24.0
 #: Variables a store made by ``miripersist run`` always has.
 STORE_VARIABLES = ("source", "mask", "n_source", "n_masked", "user_mask")
 
