@@ -221,8 +221,8 @@ def test_the_tile_is_the_methods_unless_given():
     # every group: its tiles stay smaller. Whatever the tile, the masks are the same
     # (tests/test_oracle.py puts saturated pixels on tile borders).
     notebook, pipeline = Parameters(), Parameters(method="pipeline", window_days=0.01)
-    assert notebook.tile == registry.get("notebook").default_tile
-    assert pipeline.tile == registry.get("pipeline").default_tile
+    assert notebook.tile == registry.get("notebook").options.tile
+    assert pipeline.tile == registry.get("pipeline").options.tile
     assert pipeline.tile[0] < notebook.tile[0] and notebook.tile[1] == DETECTOR_SHAPE[1]
     assert Parameters(tile=[64, 100]).tile == (64, 100)
     assert Parameters(method="pipeline", window_days=0.01, tile=(512, 1032)).tile[0] == 512
@@ -487,46 +487,56 @@ def test_python_callers_get_one_line_errors_and_plain_strings_work(tmp_path, pro
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-def test_each_block_is_stored_before_its_files_are_written(tmp_path, program, monkeypatch, batch):
-    # A block's store update clears the "written" marks of outputs about to be replaced:
-    # it must be in the store before any of the block's files is (they are made beside
-    # the next block's reads, several at once).
-    import threading
-
+def test_each_block_is_stored_before_its_files_are_written(tmp_path, program, batch):
+    # The sink's contract seen from a real run, through the stages' own seams: a block's
+    # store update (which clears the "written" marks of outputs about to be replaced)
+    # arrives before any of its files exists, and outputs are marked written only once
+    # every one of their files is in place.
     from miripersist import engine
+    from miripersist.blocks import scan_blocks
+    from miripersist.planner import make_plan
     from miripersist.store import Writer
 
-    events, lock = [], threading.Lock()
-    real_block, real_write = Writer.block, engine._write_one
-
-    def block(self, start, sources, *args, **kwargs):
-        real_block(self, start, sources, *args, **kwargs)
-        with lock:
-            events.append(("stored", set(range(start, start + len(sources)))))
-
-    def write(exposure, *args, **kwargs):
-        with lock:
-            events.append(("writing", os.path.basename(exposure.path)))
-        return real_write(exposure, *args, **kwargs)
-
-    monkeypatch.setattr(Writer, "block", block)
-    monkeypatch.setattr(engine, "_write_one", write)
-    ds = run(
+    request = engine.resolve(
         [program.directory],
         str(tmp_path / "out"),
         [program.saturation_ref],
         Parameters(mode="sidecar", batch=batch),
     )
-    index = {str(name): i for i, name in enumerate(ds["file"].values)}
+    os.makedirs(request.output_dir)
+    plan = make_plan(request)
+
+    class Recording:
+        """The real store, and what was done to it, in order."""
+
+        def __init__(self) -> None:
+            self.writer, self.events = Writer(plan.target), []
+
+        def block(self, start, sources, *rest):
+            block = range(start, start + len(sources))
+            made = [o for i in block for o in plan.outputs[i] if os.path.exists(o)]
+            assert not made, f"{made[0]} written before its block was stored"
+            self.writer.block(start, sources, *rest)
+            self.events.append(("stored", set(block)))
+
+        def written(self, indices):
+            gone = [o for i in indices for o in plan.outputs[i] if not os.path.exists(o)]
+            assert not gone, f"{gone[0]} marked written before it was"
+            self.writer.written(indices)
+            self.events.append(("marked", set(indices)))
+
+    store = Recording()
+    counts, stale = scan_blocks(plan, request.params, request.user_mask, store=store)
+    assert counts["written"] == len(plan.exposures) and not stale
     stored: set[int] = set()
-    written = []
-    for kind, what in events:
+    for kind, which in store.events:
         if kind == "stored":
-            stored |= what
+            stored |= which
         else:
-            assert index[what] in stored, f"{what} written before its block was stored"
-            written.append(what)
-    assert sorted(written) == sorted(index)
+            assert which <= stored, f"{sorted(which - stored)} marked before they were stored"
+    marked = set().union(*(w for k, w in store.events if k == "marked"))
+    assert stored == marked == set(range(len(plan.exposures)))
+    assert len([k for k, _ in store.events if k == "stored"]) == len(plan.blocks)
 
 
 def test_a_scheduler_set_in_dask_config_is_used(tmp_path, program, expected_masks):

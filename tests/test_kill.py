@@ -29,6 +29,8 @@ CHILD = textwrap.dedent(
     import miripersist.engine as engine
     import miripersist.store as store
     import miripersist.writeback as writeback
+    import miripersist.writers as writers
+    from miripersist.kinds import Kind
 
     args = json.loads(sys.argv[1])
     point = args["point"]
@@ -45,11 +47,12 @@ CHILD = textwrap.dedent(
 
         store.Writer.block = block
     elif point == "file-start":  # as the first output is about to be written
-        engine._write_one = lambda *a, **k: die()
+        for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
+            writers.WRITERS[kind] = lambda *a, **k: die()
     elif point == "mid-file":  # the first output's bytes written, not yet synced or renamed
         writeback.os.fsync = lambda fd: die()
     elif point == "after-files":  # three outputs in place, the rest not
-        real_write, done = engine._write_one, []
+        real_write, done = writers.write_pixel_mask, []
 
         def write(*a, **k):
             out = real_write(*a, **k)
@@ -58,7 +61,8 @@ CHILD = textwrap.dedent(
                 die()
             return out
 
-        engine._write_one = write
+        for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
+            writers.WRITERS[kind] = write
     elif point == "swap":  # between the two renames that put a new store in place
         real_rename = store.os.rename
 

@@ -31,10 +31,22 @@ def _is_main_block(node: ast.stmt) -> bool:
     )
 
 
+def _is_type_checking_block(node: ast.stmt) -> bool:
+    # ``if TYPE_CHECKING:`` runs only under a type checker: its imports name the types of
+    # annotations (a rule's hooks take Parameters, Parameters finds its rule), never run.
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+
+
 def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, str]]:
-    """(module, name imported from it) for each import of the package in a module."""
+    """(module, name imported from it) for each import of the package a module runs."""
     tree = ast.parse(path.read_text())
-    body = [node for node in tree.body if not _is_main_block(node)]
+    body = [
+        node for node in tree.body if not (_is_main_block(node) or _is_type_checking_block(node))
+    ]
     here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out = []
     for node in (n for top in body for n in ast.walk(top)):

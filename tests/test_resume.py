@@ -464,11 +464,11 @@ def test_outputs_a_failed_run_finished_are_kept_by_the_rerun(
 ):
     import errno
 
-    import miripersist.engine as engine
+    import miripersist.writeback as writeback
 
     out = tmp_path / "out"
     params = Parameters(batch=16, mode=mode)
-    writer = engine.write_copy if mode == "copy" else engine.write_sidecar
+    writer = writeback.write_copy if mode == "copy" else writeback.write_sidecar
     calls = []
 
     def full_disk(*args, **kwargs):
@@ -477,7 +477,7 @@ def test_outputs_a_failed_run_finished_are_kept_by_the_rerun(
             raise OSError(errno.ENOSPC, "No space left on device")
         return writer(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "write_copy" if mode == "copy" else "write_sidecar", full_disk)
+    monkeypatch.setattr(writeback, "write_copy" if mode == "copy" else "write_sidecar", full_disk)
     with pytest.raises(MiripersistError, match="No space left on device"):
         run([longer.directory], str(out), [longer.saturation_ref], params)
     monkeypatch.undo()

@@ -127,9 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=registry.DEFAULT,
         metavar="RULE",
         help=f"the persistence rule: {', '.join(registry.BUILTIN)} or one a package "
-        f"registers (entry points {registry.GROUP}); default {registry.DEFAULT}. notebook: "
-        "the STScI notebook's; pipeline: jwst's PersistenceStep chained over the program "
-        "(needs --window); snowblind: snowblind's PersistenceFlagStep.",
+        f"registers (entry points {registry.GROUP}); default {registry.DEFAULT}. "
+        "'miripersist methods' lists every rule installed, with its defaults.",
     )
     run.add_argument(
         "--window",
@@ -254,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_debug(demo)
 
+    _add_debug(
+        sub.add_parser(
+            "methods",
+            help="list the persistence rules installed (--method), with their defaults",
+            description="List every rule --method takes: miripersist's own and those that "
+            f"packages register (entry points {registry.GROUP}), each with what it is, its "
+            "default window and flags, and the files it writes in each --mode.",
+        )
+    )
+
+    _add_simulate(sub)
+    return parser
+
+
+def _add_simulate(sub) -> None:
     sim = sub.add_parser(
         "simulate",
         help="write the synthetic program the README's and docs' examples use",
@@ -273,7 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=5, help="random seed (default 5)")
     _add_debug(sim)
-    return parser
 
 
 DEBUG_HELP = "on an error, print the traceback too"
@@ -416,6 +429,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    print(registry.table(registry.describe()))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     local_path(args.directory, "the demo's directory")
     from .demo import demo
@@ -526,6 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _cmd_run,
             "report": _cmd_report,
             "demo": _cmd_demo,
+            "methods": _cmd_methods,
             "simulate": _cmd_simulate,
         }[args.command](args)
     except MiripersistError as exc:

@@ -9,11 +9,15 @@ output files written by its workers a few a task (:func:`write_on_cluster`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import operator
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -23,10 +27,13 @@ import numpy as np
 __all__ = [
     "FILES_PER_TASK",
     "Bits",
+    "Runner",
     "Tiles",
     "has_client",
+    "local_threads",
     "on_cluster",
     "on_local_threads",
+    "runner",
     "shared",
     "write_files",
     "write_in",
@@ -186,3 +193,65 @@ def has_client() -> bool:
     except (ImportError, ValueError):
         return False
     return True
+
+
+def _as_is(mask: np.ndarray) -> np.ndarray:
+    return mask
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where a run's work goes, as the block loop uses it.
+
+    Attributes
+    ----------
+    compute : callable
+        ``compute(lazy)``: a block's lazy sources, computed.
+    make : callable
+        ``make(writes)``: output files written (calls without arguments); their paths.
+    pack : callable
+        A pixel mask as it travels to the writer of its file (bits, to another process).
+    share : callable
+        A value every block's graph refers to, sent once (:func:`shared`).
+    """
+
+    compute: Callable[[list], list]
+    make: Callable[[list[Callable[[], str | None]]], list[str | None]]
+    pack: Callable[[np.ndarray], object]
+    share: Callable[[object], object]
+
+
+@contextlib.contextmanager
+def runner(local_threads: int) -> Iterator[Runner]:
+    """The cluster of this process's dask client, or ``local_threads`` threads here.
+
+    Local threads write files a few at once, as each waits on the disk for most of its
+    time; a cluster's workers write them.
+    """
+    if has_client():
+        yield Runner(
+            on_cluster, write_on_cluster, Bits, functools.partial(shared, distributed=True)
+        )
+        return
+    with (
+        dask.config.set(num_workers=local_threads),
+        ThreadPoolExecutor(FILES_PER_TASK, thread_name_prefix="miripersist-write") as pool,
+    ):
+        yield Runner(
+            on_local_threads,
+            functools.partial(write_in, pool),
+            _as_is,
+            functools.partial(shared, distributed=False),
+        )
+
+
+def local_threads(mode: str) -> int:
+    """Threads of a local run.
+
+    A copy's write-back waits on the disk (fsync of 60-100 MB) far more than it computes:
+    more threads than cores overlap those waits. Sidecars are small: one thread a core
+    (at least two, so that reads of several files are in flight on a cold cache) reads
+    cold as fast and runs warm faster, with less memory (docs/benchmarks.md).
+    """
+    cores = os.cpu_count() or 1
+    return max(4, 2 * cores) if mode == "copy" else max(2, cores)

@@ -91,17 +91,18 @@ def check_wholly_earlier(past: xr.Dataset, exposures: Sequence[Exposure]) -> Non
     )
 
 
-def history_carry(chain: Sequence[xr.Dataset], detector: str, rule) -> np.ndarray:
+def history_carry(chain: Sequence[xr.Dataset], detector: str, stamp: str) -> np.ndarray:
     """Carry image from earlier runs' stores: their sources on ``detector``, as already seen.
 
     ``chain`` is earliest first (:func:`open_store_history`): a later store's stamps win.
+    ``stamp`` names the time a source records: ``"end_mjd"`` or ``"start_mjd"``.
     """
     carry = new_carry(DETECTOR_SHAPE)
     for past in chain:
         chosen = np.flatnonzero(
             (past["detector"].values.astype(str) == detector) & past["complete"].values
         )
-        ends = rule.stamp(past["start_mjd"].values, past["end_mjd"].values)
+        ends = past[stamp].values
         for lo in range(0, len(chosen), 64):
             part = chosen[lo : lo + 64]
             # In time order, so that a later exposure's end time wins.

@@ -79,16 +79,16 @@ class Parameters:
         rule = registry.get(self.method)
         # Frozen: the method's defaults are filled in once, here.
         if self.flags is None or isinstance(self.flags, str):
-            text = rule.default_flags if self.flags is None else self.flags
+            text = rule.options.flags if self.flags is None else self.flags
             object.__setattr__(self, "flags", parse_flags(text))
         elif isinstance(self.flags, bool) or not isinstance(self.flags, int) or self.flags <= 0:
             raise ConfigError(
                 f"flags must be jwst flag names or a positive integer, not {self.flags!r}"
             )
         if self.window_days is None:
-            object.__setattr__(self, "window_days", rule.default_window_days)
+            object.__setattr__(self, "window_days", rule.options.window_days)
         object.__setattr__(
-            self, "tile", tuple(rule.default_tile if self.tile is None else self.tile)
+            self, "tile", tuple(rule.options.tile if self.tile is None else self.tile)
         )
         if self.n_unsat_threshold < 0:
             raise ConfigError("--n-unsat-threshold must be 0 or more")

@@ -17,6 +17,7 @@ it is first asked for.
 from __future__ import annotations
 
 import functools
+import math
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -80,3 +81,39 @@ def made(name: str) -> Method:
     if rule.name != name:
         raise ConfigError(f"--method {name}: {target} calls itself {rule.name!r}")
     return rule
+
+
+def describe() -> list[dict[str, str]]:
+    """Every rule installed as a row: name, what it is, its defaults and what it writes.
+
+    What ``miripersist methods`` prints and the docs' table of rules shows.
+    """
+    from .flags import flag_names, parse_flags
+    from .options import window_words
+
+    rows = []
+    for name, target in targets().items():
+        rule = made(name)
+        window = rule.options.window_days
+        rows.append(
+            {
+                "rule": name,
+                "what": (type(rule).__doc__ or "").strip().splitlines()[0],
+                "window": "required" if math.isnan(window) else window_words(window),
+                "flags": flag_names(parse_flags(rule.options.flags)),
+                **{
+                    f"--mode {mode}": ", ".join(kind.value for kind in kinds)
+                    for mode, kinds in rule.traits.writes.items()
+                },
+                "from": target,
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    """``rows`` as a plain-text table, a rule a paragraph."""
+    width = max(len(key) for row in rows for key in row)
+    return "\n\n".join(
+        "\n".join(f"{key:<{width}}  {value}" for key, value in row.items()) for row in rows
+    )

@@ -6,39 +6,94 @@ any of its files is written, and an output is marked written only once its file 
 place. A run killed anywhere leaves a store that a rerun trusts: an output it marks written
 is whole, any other is remade.
 
-The work runs in the background, beside the scan of the next block: :class:`Flight` keeps
-one block's source computation and the block before's update and files in flight, and
-:meth:`Flight.settle` waits for them.
+The block loop hands each block over as data (:class:`Handover`); the work runs in the
+background, beside the scan of the next block: :class:`Flight` keeps one block's source
+computation and the block before's update and files in flight, and :meth:`Flight.settle`
+waits for them.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
 
 #: A write of one output file: its path, or None when the file already held it.
 Write = Callable[[], "str | None"]
 
 
-class Marks(Protocol):
-    """What the sink needs of the store: marking outputs as written."""
+class Store(Protocol):
+    """What the sink needs of the store (:class:`miripersist.store.Writer`)."""
+
+    def block(
+        self,
+        start: int,
+        sources: np.ndarray,
+        masks: np.ndarray,
+        n_source: np.ndarray,
+        n_masked: np.ndarray,
+        unwritten: list[int],
+        digests: list[str],
+    ) -> None:
+        """Store a block of exposures from index ``start``; clear ``unwritten``'s marks."""
 
     def written(self, indices: list[int]) -> None:
         """Mark the outputs of these exposures as written."""
 
 
+@dataclass(frozen=True)
+class StoreUpdate:
+    """A block as the store keeps it (the arguments of :meth:`Store.block`)."""
+
+    start: int
+    sources: np.ndarray
+    masks: np.ndarray
+    n_source: np.ndarray
+    n_masked: np.ndarray
+    unwritten: list[int]
+    digests: list[str]
+
+
+@dataclass
+class Handover:
+    """A block's results, for the sink.
+
+    Attributes
+    ----------
+    update : StoreUpdate or None
+        What to store (None: the store holds it already).
+    outputs : list
+        The files to write (:class:`miripersist.writers.Output`).
+    mark : list of int
+        Exposures whose outputs are in place once those files are written.
+    """
+
+    update: StoreUpdate | None = None
+    outputs: list[Any] = field(default_factory=list)
+    mark: list[int] = field(default_factory=list)
+
+
 def store_then_write(
-    update: Callable[[], None] | None,
-    writes: list[Write],
-    make: Callable[[list[Write]], list[str | None]],
+    store: Store, update: StoreUpdate | None, writes: list[Write], make: Callable
 ) -> list[str | None]:
     """Store a block (``update``), then ``make`` its ``writes``; their paths.
 
     In this order, so that outputs to be rewritten lose their ``written`` mark first.
     """
     if update is not None:
-        update()
+        store.block(
+            update.start,
+            update.sources,
+            update.masks,
+            update.n_source,
+            update.n_masked,
+            update.unwritten,
+            update.digests,
+        )
     return make(writes) if writes else []
 
 
@@ -51,8 +106,9 @@ class Flight:
         ``compute(lazy)``: the block's lazy sources, computed (see :mod:`miripersist.execute`).
     make : callable
         ``make(writes)``: the block's file writes made; their paths.
-    marks : Marks
-        The store, which marks outputs written once their files are in place.
+    store : Store
+    write : callable
+        ``write(output)``: one output file written; its path, or None when it held it.
     counts : dict
         The run's counts: ``written`` and ``whole`` (files that already held their
         content) grow as files are settled.
@@ -62,27 +118,35 @@ class Flight:
         self,
         compute: Callable[[list], list],
         make: Callable[[list[Write]], list[str | None]],
-        marks: Marks,
+        store: Store,
+        write: Callable[[Any], str | None],
         counts: dict[str, int],
     ) -> None:
-        self.compute, self.make, self.marks, self.counts = compute, make, marks, counts
+        self.compute, self.make, self.store, self.write = compute, make, store, write
+        self.counts = counts
         self.background = ThreadPoolExecutor(2, thread_name_prefix="miripersist-compute")
         self.pending: list[Future] = []
         self.to_mark: list[int] = []
 
-    def launch(
-        self, lazy: list, update: Callable[[], None] | None, writes: list[Write], marks: list[int]
-    ) -> None:
-        """Start computing ``lazy``, and storing (``update``) then writing a block.
+    def launch(self, lazy: list, handover: Handover | None = None) -> None:
+        """Start computing ``lazy``, and storing then writing a block handed over.
 
         The writes run beside the next block's computation rather than in it: the threaded
         scheduler ran the store update after most reads, and the files' waits on the disk
         held its threads (6.6 -> 6.1 ms an exposure, docs/benchmarks.md).
         """
+        handover = handover or Handover()
         self.pending = [self.background.submit(self.compute, lazy)]
-        if update is not None or writes:
-            self.pending.append(self.background.submit(store_then_write, update, writes, self.make))
-        self.to_mark = marks
+        # Partials are opaque leaves: dask would otherwise walk the outputs' dataclasses
+        # (an Exposure each) while holding the GIL.
+        writes: list[Write] = [functools.partial(self.write, o) for o in handover.outputs]
+        if handover.update is not None or writes:
+            self.pending.append(
+                self.background.submit(
+                    store_then_write, self.store, handover.update, writes, self.make
+                )
+            )
+        self.to_mark = handover.mark
 
     def settle(self) -> list:
         """Wait for the work in flight; mark its files written; return its sources."""
@@ -90,7 +154,7 @@ class Flight:
             return []
         sources, *paths = [future.result() for future in self.pending]
         self.pending = []
-        self.marks.written(self.to_mark)
+        self.store.written(self.to_mark)
         for path in paths[0] if paths else []:
             self.counts["written" if path is not None else "whole"] += 1
         return sources

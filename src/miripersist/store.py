@@ -404,6 +404,26 @@ class Writer:
             self._set("written", np.asarray(list(indices)), True)
 
 
+def put_image(path: str, name: str, image: np.ndarray, attrs: dict) -> None:
+    """Write ``image`` as the (y, x) array ``name`` of the store at ``path``, replacing any.
+
+    The store's metadata is consolidated by the run's last :func:`update_attrs`.
+    """
+    import zarr
+
+    group = zarr.open_group(path, mode="r+", **FORMAT)
+    array = group.create_array(
+        name,
+        shape=image.shape,
+        dtype=image.dtype,
+        chunks=image.shape,
+        fill_value=0,
+        overwrite=True,
+    )
+    array[...] = image
+    array.attrs.update(attrs)
+
+
 def update_attrs(path: str, attrs: dict) -> None:
     """Add attributes to a store (JSON for dicts and lists) and consolidate its metadata."""
     import zarr

@@ -1,201 +1,236 @@
-"""The interface a persistence rule implements."""
+"""The interface a persistence rule implements: two hooks, three optional, and data.
+
+Like xarray's ``BackendEntrypoint``, a rule is small: it says what a source is
+(:meth:`Method.sources`, read lazily, in parallel over every exposure) and how a block of
+one detector's consecutive exposures is scanned (:meth:`Method.scan`, serial, in time
+order). Optionally it refuses parameters it cannot honour (:meth:`Method.check`), says
+what it carries into a run, from ``--history`` or from nothing (:meth:`Method.begin`),
+and what it leaves beside the per-exposure outputs (:meth:`Method.finish`). Everything
+else it declares as data: its options' defaults (:class:`Options`), whether a rerun may
+reuse stored sources and which kinds of output it writes (:class:`Traits`). The engine
+reads those, never a rule's name or class.
+"""
 
 from __future__ import annotations
 
-import functools
-import operator
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..inventory import DETECTOR_SHAPE, output_name
-from ..scan import new_carry, scan
+from ..errors import ConfigError
+from ..inventory import DETECTOR_SHAPE
+from ..kinds import Kind
 
 if TYPE_CHECKING:
     import dask.array as da
 
     from ..inventory import Exposure
+    from ..parameters import Parameters
+    from ..reads import Reads
+
+#: Per ``--mode``, the outputs of each input file of a rule that flags pixels.
+PIXEL_OUTPUTS: Mapping[str, tuple[Kind, ...]] = MappingProxyType(
+    {"copy": (Kind.PIXELDQ_COPY,), "sidecar": (Kind.DQ_SIDECAR,)}
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """A rule's option defaults, and the options it has no use for.
+
+    Attributes
+    ----------
+    flags : str
+        DQ flag names set where masked, unless the user names others.
+    window_days : float
+        How long a source masks with no ``--window`` (``inf``: for ever; NaN: the user
+        must give one).
+    tile : tuple of int
+        Dask tile (rows, columns) when the user names none. A task holds the tile's rows
+        of the groups the rule reads: a few groups, so 512 full-width rows (two tasks a
+        full frame; fewer, larger reads ran 13% faster warm and 23% cold than 256).
+    ignores : tuple of str
+        ``Parameters`` fields the rule has no use for: a value other than the default is
+        refused (and so never stamped into outputs it did not shape).
+    """
+
+    flags: str = "DO_NOT_USE,PERSISTENCE"
+    window_days: float = math.inf
+    tile: tuple[int, int] = (512, 1032)
+    ignores: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the engine needs to know of a rule beyond its hooks.
+
+    Attributes
+    ----------
+    reuses_sources : bool
+        Whether a rerun may take an unchanged exposure's sources from the store instead of
+        reading it again (a rule whose scan needs more than the stored boolean sources
+        reads every exposure on every run).
+    writes : mapping of str to tuple of Kind
+        Per ``--mode``, the outputs made for each input file (segment), in order.
+    """
+
+    reuses_sources: bool = True
+    writes: Mapping[str, tuple[Kind, ...]] = field(default_factory=lambda: PIXEL_OUTPUTS)
+
+
+@dataclass
+class Block:
+    """A block of one detector's consecutive exposures, as :meth:`Method.scan` takes it.
+
+    Attributes
+    ----------
+    detector : str
+    exposures : list of Exposure
+        In scan (time) order.
+    frames : list
+        Per exposure, what :meth:`Method.sources` made of it, computed; None where its
+        sources were taken from the store instead (they are in ``sources`` already).
+    sources : ndarray of bool, shape (n, 1024, 1032)
+        The block's sources in detector coordinates, filled in by the scan where
+        ``frames`` are given (:meth:`place`); what the store keeps.
+    out : ndarray of bool, shape (n, 1024, 1032)
+        A buffer for the masks (its content is overwritten): the engine passes the same
+        few buffers block after block, as fresh 16 MB images cost more to fault in than
+        the scan of them.
+    """
+
+    detector: str
+    exposures: list[Exposure]
+    frames: list[Any]
+    sources: np.ndarray
+    out: np.ndarray
+
+    def place(self, k: int, image: np.ndarray) -> None:
+        """Put exposure ``k``'s sources, in its own frame, into :attr:`sources`."""
+        if image.shape != DETECTOR_SHAPE:
+            # A subarray: the rest of the detector is no source. (A full frame covers the
+            # whole image: clearing it first would be a wasted pass.)
+            self.sources[k].fill(False)
+        self.sources[(k, *self.exposures[k].window)] = image
+
+
+@dataclass
+class Scanned:
+    """What a rule's scan of a :class:`Block` found.
+
+    Attributes
+    ----------
+    masks : ndarray of bool, shape (n, 1024, 1032)
+        Pixels each exposure gets flagged (for the store, the counts and pixel outputs).
+    carry : object
+        The state after the block, for the detector's next block.
+    digests : list of str
+        Per exposure, a digest of what its outputs hold beyond its mask ("" for none).
+    payloads : list of tuple
+        Per exposure, per input file, what its outputs need beyond the mask (None for
+        nothing), passed to the writers of its kinds.
+    """
+
+    masks: np.ndarray
+    carry: object
+    digests: list[str] = field(default_factory=list)
+    payloads: list[tuple] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.masks)
+        self.digests = self.digests or [""] * n
+        self.payloads = self.payloads or [()] * n
+
+
+@dataclass(frozen=True)
+class Final:
+    """An output a rule leaves beside the per-exposure ones (see :meth:`Method.finish`).
+
+    Attributes
+    ----------
+    kind : Kind
+        :attr:`Kind.STATE_FILE` (``name`` in the output directory) or
+        :attr:`Kind.STORE_ARRAY` (``name`` in the run's store).
+    name : str
+    data : object
+        A state file's tree, or a store array's image.
+    attrs : mapping
+        A store array's attributes.
+    """
+
+    kind: Kind
+    name: str
+    data: Any
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
-    """A persistence rule, in the three parts the engine needs.
+    """A persistence rule.
 
     Attributes
     ----------
     name : str
-        What ``--method`` calls it.
-    default_flags : str
-        Pixel DQ flag names set where masked, unless the user names others.
-    default_window_days : float
-        How long a source masks when the user gives no ``--window`` (``inf``: for ever).
-    default_tile : tuple of int
-        Dask tile (rows, columns) when the user names none. A task holds the tile's rows
-        of the groups the method reads: a few groups here, so 512 full-width rows (two
-        tasks a full frame; fewer, larger reads ran 13% faster warm and 23% cold than 256).
+        What ``--method`` calls it (the name it is registered under).
+    options : Options
+    traits : Traits
     """
 
-    name: str = ""
-    default_flags: str = "DO_NOT_USE,PERSISTENCE"
-    default_window_days: float = np.inf
-    default_tile: tuple[int, int] = (512, 1032)
-    #: Whether a rerun may take an unchanged exposure's sources from the store instead of
-    #: reading it again (a method whose results hang on every earlier exposure's timing
-    #: reads them all).
-    reuses_sources: bool = True
-    #: Whether a user mask (pixel flags for every exposure) fits the method's outputs.
-    accepts_user_mask: bool = True
-    #: Whether a source also flags later groups of its own exposure (then no window is
-    #: too short to flag anything).
-    flags_own_exposure: bool = False
-    #: Whether ``--mode sidecar`` writes DQ images for dq_init's ``user_supplied_dq``.
-    writes_dq_sidecars: bool = True
-    #: Options the rule has no use for, by their ``Parameters`` field; a value other than
-    #: the default is refused (and so never stamped into outputs it did not shape).
-    ignores: tuple[str, ...] = ()
+    name: ClassVar[str] = ""
+    options: ClassVar[Options] = Options()
+    traits: ClassVar[Traits] = Traits()
 
     @abstractmethod
-    def lazy_sources(
-        self, exposure: Exposure, thresholds, params, reader
-    ) -> da.Array:  # pragma: no cover - interface
-        """The exposure's sources in its own frame, as a lazy boolean dask array.
+    def sources(
+        self, exposure: Exposure, read: Reads, params: Parameters
+    ) -> da.Array | list:  # pragma: no cover - interface
+        """What the scan needs of one exposure, lazily (dask arrays, or a list of them).
 
-        ``reader`` is :func:`miripersist.reader.lazy_sources` (passed in, so that a method
-        stays free of file I/O and can be tested with a fake).
+        Computed in parallel with every other exposure of the block; the scan receives
+        the results as :attr:`Block.frames`.
         """
 
     @abstractmethod
-    def stamp(self, start_mjd: np.ndarray, end_mjd: np.ndarray) -> np.ndarray:
-        """The time a source records in the carry, per exposure (MJD)."""
-
-    @abstractmethod
-    def masked(self, carry: np.ndarray, start_mjd: float, window_days: float) -> np.ndarray:
-        """Pixels of an exposure starting at ``start_mjd`` that the carried stamps mask.
-
-        ``carry`` holds, per pixel, the latest stamp of an earlier source (``-inf`` for
-        none).
-        """
-
     def scan(
-        self,
-        sources: np.ndarray,
-        start_mjd: np.ndarray,
-        end_mjd: np.ndarray,
-        carry: np.ndarray,
-        window_days: float,
-        out: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Masks of consecutive exposures of one detector, and the carry after them.
+        self, block: Block, carry: object, params: Parameters
+    ) -> Scanned:  # pragma: no cover - interface
+        """Masks of a block of consecutive exposures, given the state before it.
 
-        An exposure is masked by earlier sources only, never by its own (exclusive scan).
-        The masks go into ``out`` when it is given.
+        An exposure is masked by earlier exposures' sources only. The scan fills in
+        :attr:`Block.sources` where the block has frames (:meth:`Block.place`).
         """
-        return scan(
-            sources, self.stamp(start_mjd, end_mjd), start_mjd, carry, window_days, self, out
-        )
 
-    def check(self, params) -> None:
-        """Refuse parameters this method cannot honour (raise ConfigError).
+    def check(self, params: Parameters) -> None:
+        """Refuse parameters this rule cannot honour (raise ConfigError).
 
-        Here: any of :attr:`ignores` given a value other than its default. A method with
+        Here: any of ``options.ignores`` given a value other than its default. A rule with
         more to check extends this.
         """
-        from dataclasses import fields
-
-        from ..errors import ConfigError
         from ..options import option_name
 
         defaults = {f.name: f.default for f in fields(params)}
-        for name in self.ignores:
+        for name in self.options.ignores:
             if getattr(params, name) != defaults[name]:
                 raise ConfigError(f"{option_name(name)} does not apply to --method {self.name}")
 
-    def combine(self, parts: list):
-        """One exposure's lazy parts (one per file read) as the scan takes them."""
-        return functools.reduce(operator.or_, parts)
+    def begin(
+        self, exposures: Sequence[Exposure], history: str | None, params: Parameters
+    ) -> dict[str, object]:
+        """Each detector's state before its first exposure, from ``--history`` or empty.
 
-    def source_image(self, frame) -> np.ndarray:
-        """The boolean sources of a computed exposure, in its own frame (for the store)."""
-        return frame
-
-    def scan_block(self, sources, frames, exposures, carry, params, out=None):
-        """Scan a block of one detector's consecutive exposures.
-
-        Parameters
-        ----------
-        sources : ndarray of bool, shape (n, ny, nx)
-            Sources in detector coordinates (stored or computed).
-        frames : list
-            Per exposure, what :meth:`combine` made of its computed parts (None when its
-            sources came from the store).
-        exposures : list of Exposure
-        carry : ndarray
-            The carried state before the block.
-        params : Parameters
-        out : ndarray of bool, shape (n, ny, nx), optional
-            A buffer the masks may be put in (its content is overwritten); the engine
-            passes the same few buffers block after block.
-
-        Returns
-        -------
-        masks : ndarray of bool, shape (n, ny, nx)
-            Pixels each exposure gets flagged (for the store and the counts).
-        carry : ndarray
-            The state after the block.
-        digests : list of str
-            Per exposure, a digest of what its outputs hold beyond its mask ("" for none).
-        payloads : list
-            Per exposure, what :meth:`writes` needs beyond the mask.
+        Here: a rule that carries nothing refuses a history.
         """
-        start = np.array([e.start_mjd for e in exposures])
-        end = np.array([e.end_mjd for e in exposures])
-        masks, carry = self.scan(sources, start, end, carry, params.window_days, out)
-        return masks, carry, [""] * len(exposures), [None] * len(exposures)
+        if history is not None:
+            raise ConfigError(f"--history does not apply to --method {self.name}")
+        return {e.detector: None for e in exposures}
 
-    def output_names(self, path: str, mode: str, keep_names: bool) -> tuple[str, ...]:
-        """Names of the files written for input file ``path``."""
-        return (output_name(path, mode, keep_names),)
+    def finish(self, carries: dict[str, object], params: Parameters) -> list[Final]:
+        """What a run leaves beside the per-exposure outputs, given each detector's state.
 
-    def writes(
-        self,
-        exposure: Exposure,
-        outputs: Sequence[str],
-        payload,
-        applied: np.ndarray,
-        n_masked: int,
-        params,
-        write_mask: Callable,
-    ) -> list[Callable[[], str]]:
-        """The writes of one exposure's outputs, as calls without arguments.
-
-        ``write_mask(file, applied, n_masked, output, params)`` writes a pixel mask the
-        way ``--mode`` says (passed in, as ``reader`` is to :meth:`lazy_sources`).
+        Here: nothing.
         """
-        return [
-            functools.partial(write_mask, f, applied, n_masked, out, params)
-            for f, out in zip(exposure.files, outputs, strict=True)
-        ]
-
-    def open_history(self, path: str, exposures, params):
-        """The state ``--history`` names, checked against this run's exposures."""
-        from ..history import open_store_history
-
-        return open_store_history(path, exposures, params)
-
-    def initial_carry(self, past, detector: str) -> np.ndarray:
-        """The carry before a detector's first exposure: from the history, or empty."""
-        if past is None:
-            return new_carry(DETECTOR_SHAPE)
-        from ..history import history_carry
-
-        return history_carry(past, detector, self)
-
-    def finish(  # noqa: B027 - most methods leave nothing more
-        self, output_dir: str, store: str, carries: dict, params, past
-    ) -> None:
-        """Write what a run leaves beside the per-exposure outputs (nothing by default).
-
-        ``store`` is the directory of the store being written (it takes the place of the
-        run's store once the run ends).
-        """
+        return []

@@ -8,42 +8,17 @@ within the window after its exposure ended.
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..scan import NEVER_SATURATED, exclusive_scan
-from .base import Method
+from .windowed import Windowed
 
 
-class Notebook(Method):
+class Notebook(Windowed):
     """The notebook's rule: first integration, at most N unsaturated groups, end to start."""
 
     name = "notebook"
+    window_from = "end"
 
-    def lazy_sources(self, exposure, thresholds, params, reader):
+    def sources(self, exposure, read, params):
         """First integration (first segment), or every integration with ``integrations="all"``."""
-        every = params.integrations == "all"
-        return [
-            reader(
-                f,
-                thresholds,
-                params.n_unsat_threshold,
-                params.n_pix_grow_sat,
-                params.tile,
-                all_integrations=every,
-            )
-            for f in (exposure.files if every else exposure.files[:1])
-        ]
-
-    def scan(self, sources, start_mjd, end_mjd, carry, window_days, out=None):
-        """The notebook's scan: a plain cumulative OR when the window never closes."""
-        return exclusive_scan(sources, start_mjd, end_mjd, carry, window_days, out)
-
-    def stamp(self, start_mjd, end_mjd):
-        """A source records the end of its exposure."""
-        return end_mjd
-
-    def masked(self, carry, start_mjd, window_days):
-        """Masked where an earlier source ended no more than the window before this start."""
-        if np.isinf(window_days):
-            return carry > NEVER_SATURATED
-        return (carry > NEVER_SATURATED) & (carry >= start_mjd - window_days)
+        if params.integrations == "all":
+            return read.saturated(exposure.files, params.n_unsat_threshold, "all")
+        return read.saturated(exposure.files[:1], params.n_unsat_threshold)

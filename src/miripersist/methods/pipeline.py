@@ -11,31 +11,36 @@ format, so that the step run per file, in any order, flags what the serial chain
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError, brief
-from ..grouptimes import file_group_times, mjd_to_epoch
-from ..inventory import DETECTOR_SHAPE, output_name
+from ..grouptimes import mjd_to_epoch
+from ..inventory import DETECTOR_SHAPE
+from ..kinds import Kind
 from ..saturation import NEVER
-from ..statefile import FINAL_STATE, STATE_SUFFIX, last_filenames, read_state, state_entry
+from ..statefile import FINAL_STATE, last_filenames, read_state, state_entry
 from ..windows import expire, flag_groups
-from .base import Method
+from .base import Block, Final, Method, Options, Scanned, Traits
+
+if TYPE_CHECKING:
+    from ..inventory import Exposure
+    from ..parameters import Parameters
+    from ..reads import Reads
 
 
-def state_name(path: str) -> str:
-    """``<name>_persistence_state.asdf`` for ``<name>_uncal.fits``."""
-    base = os.path.basename(path)
-    stem = base[: -len("_uncal.fits")] if base.endswith("_uncal.fits") else base.rsplit(".", 1)[0]
-    return stem + STATE_SUFFIX
+#: Prefix of the store arrays that hold each detector's final window ends.
+WINDOW_END = "window_end_"
 
 
-def pers_time(params) -> int:
+def pers_time(params: Parameters) -> int:
     """The window in whole seconds, as the step's ``persistence_time``."""
     return round(params.window_days * 86400.0)
 
@@ -44,19 +49,24 @@ class Pipeline(Method):
     """The pipeline's rule: group-level windows from the first saturated group."""
 
     name = "pipeline"
-    default_flags = "PERSISTENCE"
-    default_window_days = math.nan  # no default: the step has none either
-    # Every group of a tile is read at once, so a task's memory grows with the ramp: 512
-    # rows took 90 MB more at 30 groups for no gain in time.
-    default_tile = (256, 1032)
-    reuses_sources = False
-    accepts_user_mask = False
-    flags_own_exposure = True
-    writes_dq_sidecars = False  # sidecar mode: the state files only
-    # Every integration counts, from its first saturated group; group flags, no pixels.
-    ignores = ("n_unsat_threshold", "integrations", "dilate", "compress")
+    options = Options(
+        flags="PERSISTENCE",
+        window_days=math.nan,  # no default: the step has none either
+        # Every group of a tile is read at once, so a task's memory grows with the ramp:
+        # 512 rows took 90 MB more at 30 groups for no gain in time.
+        tile=(256, 1032),
+        # Every integration counts, from its first saturated group; group flags, no pixels.
+        ignores=("n_unsat_threshold", "integrations", "dilate", "compress"),
+    )
+    traits = Traits(
+        # The scan needs every group's flags, more than the store keeps.
+        reuses_sources=False,
+        writes=MappingProxyType(
+            {"copy": (Kind.GROUPDQ_COPY, Kind.STATE_FILE), "sidecar": (Kind.STATE_FILE,)}
+        ),
+    )
 
-    def check(self, params) -> None:
+    def check(self, params: Parameters) -> None:
         """A whole, finite number of seconds; group flags that fit GROUPDQ's uint8."""
         days = params.window_days
         if not math.isfinite(days):
@@ -70,60 +80,27 @@ class Pipeline(Method):
                 f"--method pipeline needs a whole number of seconds for --window, not "
                 f"{seconds:.6g} s (the step's persistence_time is an integer)"
             )
-        if params.flags > 255:
+        if int(params.flags) > 255:
             raise ConfigError(
                 "--method pipeline sets group flags (GROUPDQ is 8-bit): use PERSISTENCE "
                 "and DO_NOT_USE"
             )
         super().check(params)
 
-    def lazy_sources(self, exposure, thresholds, params, reader):
-        """Per file: first saturated group per integration, and the group times."""
-        import dask
-        import dask.array as da
+    def sources(self, exposure: Exposure, read: Reads, params: Parameters) -> list:
+        """Per file (one run of the step each): first saturated groups, group times."""
+        return [[read.first_saturated(f), read.group_times(f)] for f in exposure.files]
 
-        from ..reader import lazy_first_saturated
-
-        # Both parts are dask arrays: dask 2026.8's compute regroups nested lists that mix
-        # arrays with plain delayed objects (arrays first), which would pair them wrongly.
-        return [
-            [
-                lazy_first_saturated(f, thresholds, params.n_pix_grow_sat, params.tile),
-                da.from_delayed(
-                    dask.delayed(file_group_times, pure=True)(f.path, f.nints, f.ngroups),
-                    (f.nints, f.ngroups),
-                    np.float64,
-                ),
-            ]
-            for f in exposure.files
-        ]
-
-    def combine(self, parts):
-        """The files stay apart: each is one run of the step."""
-        return parts
-
-    def source_image(self, frame) -> np.ndarray:
-        """Pixels that saturate in any group of any integration of any file."""
-        return np.logical_or.reduce([(first != NEVER).any(axis=0) for first, _ in frame])
-
-    def stamp(self, start_mjd, end_mjd):
-        """For the check of windows against gaps: from the end of the exposure."""
-        return end_mjd
-
-    def masked(self, carry, start_mjd, window_days):
-        """For the check of windows against gaps (the scan is :meth:`scan_block`)."""
-        return np.isfinite(carry) & (carry >= start_mjd - window_days)
-
-    def scan_block(self, sources, frames, exposures, carry, params, out=None):
+    def scan(self, block: Block, carry: object, params: Parameters) -> Scanned:
         """The step, file after file; masks are pixels with any flagged group."""
+        assert isinstance(carry, State)
         seconds = pers_time(params)
-        if out is None:
-            masks = np.zeros(sources.shape, dtype=bool)
-        else:
-            masks = out
-            masks.fill(False)
+        masks = block.out
+        masks.fill(False)
         digests, payloads = [], []
-        for k, (exposure, frame) in enumerate(zip(exposures, frames, strict=True)):
+        for k, (exposure, frame) in enumerate(zip(block.exposures, block.frames, strict=True)):
+            # Pixels that saturate in any group of any integration of any file.
+            block.place(k, np.logical_or.reduce([(f != NEVER).any(axis=0) for f, _ in frame]))
             rows, cols = exposure.window
             h, payload = hashlib.sha256(), []
             for f, (first, times) in zip(exposure.files, frame, strict=True):
@@ -135,80 +112,77 @@ class Pipeline(Method):
                 carry.ends[rows, cols] = after
                 carry.filename = os.path.basename(f.path)
                 masks[k, rows, cols] |= flags.any_group()
-                payload.append((entry, flags))
+                payload.append(
+                    {Kind.STATE_FILE: {exposure.detector: entry}, Kind.GROUPDQ_COPY: flags}
+                )
                 h.update(_digest(flags, entry).encode())
             digests.append(h.hexdigest())
-            payloads.append(payload)
-        return masks, carry, digests, payloads
+            payloads.append(tuple(payload))
+        return Scanned(masks, carry, digests, payloads)
 
-    def output_names(self, path, mode, keep_names):
-        """The state file, and in copy mode the copy with its GROUPDQ."""
-        state = state_name(path)
-        return (output_name(path, mode, keep_names), state) if mode == "copy" else (state,)
+    def begin(
+        self, exposures: Sequence[Exposure], history: str | None, params: Parameters
+    ) -> dict[str, object]:
+        """Window ends (Unix seconds, 0 for none), full frame: from ``--history`` or none.
 
-    def writes(self, exposure, outputs, payload, applied, n_masked, params, write_mask):
-        """Per file its state file; in copy mode its copy with a GROUPDQ extension."""
-        from ..outputs import write_groupdq_copy, write_state
-
-        per_file = 2 if params.mode == "copy" else 1
-        out = []
-        for j, (f, (entry, flags)) in enumerate(zip(exposure.files, payload, strict=True)):
-            names = outputs[j * per_file : (j + 1) * per_file]
-            out.append(functools.partial(write_state, {exposure.detector: entry}, names[-1]))
-            if params.mode == "copy":
-                out.append(functools.partial(write_groupdq_copy, f, flags, names[0], params))
-        return out
-
-    def open_history(self, path, exposures, params):
-        """A persistence-array file (the step's, or a run's final state), full frame.
-
-        A store of an earlier ``--method pipeline`` run holds its final state too, and
-        its exposures, which must all end before this run's first one starts (as every
-        method's history must). A state file records no exposure times: there, every
-        saturation it remembers must come before this run's first exposure, which is
-        what makes it the state the step would carry into this run.
+        A history is a persistence-array file (the step's, or a run's final state), or
+        the store of an earlier ``--method pipeline`` run, which holds its final state
+        too, and its exposures, which must all end before this run's first one starts (as
+        every method's history must). A state file records no exposure times: there,
+        every saturation it remembers must come before this run's first exposure, which
+        is what makes it the state the step would carry into this run.
         """
+        carries: dict[str, object] = {
+            e.detector: State(np.zeros(DETECTOR_SHAPE)) for e in exposures
+        }
+        if history is None:
+            return carries
         seconds = pers_time(params)
         names = {os.path.basename(f.path) for e in exposures for f in e.files}
-        if os.path.isdir(path):
+        if os.path.isdir(history):
             from ..history import check_wholly_earlier, open_history_store
 
-            check_wholly_earlier(open_history_store(path), exposures)
-            states, last = stored_states(path, seconds)
+            check_wholly_earlier(open_history_store(history), exposures)
+            states, last = stored_states(history, seconds)
         else:
-            states = read_state(path, seconds, DETECTOR_SHAPE)
-            last = last_filenames(path)
+            states = read_state(history, seconds, DETECTOR_SHAPE)
+            last = last_filenames(history)
         for detector, name in last.items():
             if name in names:
                 raise ConfigError(
-                    f"--history {path}: its {detector} state ends with {name}, one of this "
+                    f"--history {history}: its {detector} state ends with {name}, one of this "
                     "run's exposures; give the state before them"
                 )
-        _check_saturation_earlier(path, states, exposures, seconds)
-        return {d: (states[d], last.get(d, "")) for d in states}
+        _check_saturation_earlier(history, states, exposures, seconds)
+        # Detectors only the history knows keep their state, for the run's final one.
+        return carries | {d: State(states[d].copy(), last.get(d, "")) for d in states}
 
-    def initial_carry(self, past, detector):
-        """Window ends (Unix seconds, 0 for none), full frame: from the history or none."""
-        image, name = (past or {}).get(detector, (None, ""))
-        ends = np.zeros(DETECTOR_SHAPE) if image is None else image.copy()
-        return State(ends, name)
-
-    def finish(self, output_dir, store, carries, params, past):
+    def finish(self, carries: dict[str, object], params: Parameters) -> list[Final]:
         """Each detector's state after its last exposure, full frame.
 
-        Written as ``OUTPUT_DIR/persistence_state.asdf``, and in the store as
-        ``window_end_DETECTOR`` images, where ``--history STORE`` finds them.
+        As ``OUTPUT_DIR/persistence_state.asdf``, and in the store as ``window_end_DETECTOR``
+        images, where ``--history STORE`` finds them.
         """
-        from ..outputs import write_state
-
-        tree = {d: state_entry(c.ends, c.filename, pers_time(params)) for d, c in carries.items()}
-        for detector, (image, name) in (past or {}).items():
-            tree.setdefault(detector, state_entry(image, name, pers_time(params)))
-        tree = dict(sorted(tree.items()))
-        write_state(tree, os.path.join(output_dir, FINAL_STATE))
-        ends = {d: c.ends for d, c in carries.items()}
-        ends.update({d: image for d, (image, _) in (past or {}).items() if d not in ends})
-        store_states(store, ends, {d: e["filename"] for d, e in tree.items()}, pers_time(params))
+        seconds = pers_time(params)
+        states = {d: c for d, c in sorted(carries.items()) if isinstance(c, State)}
+        tree = {d: state_entry(c.ends, c.filename, seconds) for d, c in states.items()}
+        return [
+            Final(Kind.STATE_FILE, FINAL_STATE, tree),
+            *(
+                Final(
+                    Kind.STORE_ARRAY,
+                    f"{WINDOW_END}{d}",
+                    c.ends,
+                    {
+                        "_ARRAY_DIMENSIONS": ["y", "x"],
+                        "description": "persistence window ends (Unix s, 0 for none) after the run",
+                        "filename": c.filename,
+                        "pers_time": seconds,
+                    },
+                )
+                for d, c in states.items()
+            ),
+        ]
 
 
 @dataclass
@@ -261,33 +235,6 @@ def _digest(flags, entry: dict) -> str:
     return h.hexdigest()
 
 
-def store_states(store: str, ends: dict, filenames: dict, seconds: int) -> None:
-    """Each detector's final window ends as a (y, x) image ``window_end_DETECTOR`` of the store."""
-    import zarr
-
-    from ..store import FORMAT
-
-    group = zarr.open_group(store, mode="r+", **FORMAT)
-    for detector, image in ends.items():
-        array = group.create_array(
-            f"window_end_{detector}",
-            shape=image.shape,
-            dtype=np.float64,
-            chunks=image.shape,
-            fill_value=0.0,
-            overwrite=True,
-        )
-        array[...] = image
-        array.attrs.update(
-            {
-                "_ARRAY_DIMENSIONS": ["y", "x"],
-                "description": "persistence window ends (Unix s, 0 for none) after the run",
-                "filename": filenames.get(detector, ""),
-                "pers_time": int(seconds),
-            }
-        )
-
-
 def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
     """The final states :func:`store_states` wrote, and the file each ends with."""
     import zarr
@@ -296,7 +243,7 @@ def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
 
     try:
         group = zarr.open_group(store, mode="r", **FORMAT)
-        names = [n for n in group.array_keys() if n.startswith("window_end_")]
+        names = [n for n in group.array_keys() if n.startswith(WINDOW_END)]
     except Exception as exc:  # zarr raises many kinds on what is not a store
         raise ConfigError(f"{store}: --history store cannot be read ({brief(exc, 120)})") from None
     if not names:
@@ -312,7 +259,7 @@ def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
                 f"{store}: its state was made with a window of {array.attrs.get('pers_time')} s, "
                 f"this run's is {seconds} s"
             )
-        detector = name[len("window_end_") :]
+        detector = name[len(WINDOW_END) :]
         states[detector] = np.asarray(array[...], dtype=np.float64)
         last[detector] = str(array.attrs.get("filename", ""))
     return states, last

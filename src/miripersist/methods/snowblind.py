@@ -13,39 +13,26 @@ is read, and its brightest value compared.
 
 from __future__ import annotations
 
-from ..scan import NEVER_SATURATED
-from .base import Method
+from .base import Options
+from .windowed import Windowed
 
 #: snowblind's default ``time``.
 DEFAULT_WINDOW_S = 2500.0
 
 
-class Snowblind(Method):
+class Snowblind(Windowed):
     """snowblind's rule: last group of the last integration, start to start, strict."""
 
     name = "snowblind"
-    default_window_days = DEFAULT_WINDOW_S / 86400.0
     # The last integration decides, saturated at all.
-    ignores = ("n_unsat_threshold", "integrations")
+    options = Options(
+        window_days=DEFAULT_WINDOW_S / 86400.0, ignores=("n_unsat_threshold", "integrations")
+    )
+    window_from = "start"
+    strict = True
 
-    def lazy_sources(self, exposure, thresholds, params, reader):
+    def sources(self, exposure, read, params):
         """Saturated anywhere in the last integration of the exposure's last file."""
         last = exposure.files[-1]
-        return [
-            reader(
-                last,
-                thresholds,
-                last.ngroups - 1,  # at most ngroups - 1 unsaturated: saturated at all
-                params.n_pix_grow_sat,
-                params.tile,
-                integrations=(last.nints - 1,),
-            )
-        ]
-
-    def stamp(self, start_mjd, end_mjd):
-        """A source records the start of its exposure."""
-        return start_mjd
-
-    def masked(self, carry, start_mjd, window_days):
-        """Masked where an earlier source started less than the window before this start."""
-        return (carry > NEVER_SATURATED) & (start_mjd - carry < window_days)
+        # At most ngroups - 1 unsaturated: saturated at all.
+        return read.saturated([last], last.ngroups - 1, (last.nints - 1,))
