@@ -35,13 +35,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _timed(files: list[str], ref: str, outputs: str, params) -> float:
-    from miripersist.engine import run_to_store
+    from miripersist.engine import resolve, run_request
 
     # A directory of its own, kept until the benchmark ends: on ext4 without a journal a
     # file creation pays for the inodes freed in the minutes before (docs/benchmarks.md).
     out = tempfile.mkdtemp(dir=outputs, prefix="run-")
     t0 = time.perf_counter()
-    run_to_store(files, out, [ref], params)
+    run_request(resolve(files, out, [ref], params))
     return time.perf_counter() - t0
 
 

@@ -10,6 +10,8 @@ Build: ``pip install -e ".[docs]"`` then ``sphinx-build -W -b html docs docs/_bu
 
 import argparse
 import os
+import re
+from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -87,7 +89,24 @@ class CliHelp(SphinxDirective):
         return node.children
 
 
+#: The front page's note for GitHub readers, which the README takes the place of on the site.
+README_NOTE = re.compile(r"<!-- The project's README.md .*?\(\.\./README\.md\)\.\*\n", re.S)
+
+
+def put_readme(app, docname: str, source: list[str]) -> None:
+    """On the front page, the README in place of the note, its links made the site's."""
+    if docname != app.config.root_doc:
+        return
+    readme = Path(app.srcdir).parent / "README.md"
+    app.env.note_dependency(str(readme))
+    text = re.sub(r"\]\(docs/", "](", readme.read_text(encoding="utf-8"))
+    source[0], found = README_NOTE.subn(lambda _: text + "\n", source[0])
+    if not found:
+        raise ValueError(f"{app.config.root_doc}: the README note is missing")
+
+
 def setup(app):
-    """Register the ``cli-help`` directive."""
+    """Register the ``cli-help`` directive and the front page's README."""
     app.add_directive("cli-help", CliHelp)
+    app.connect("source-read", put_readme)
     return {"parallel_read_safe": True}

@@ -7,10 +7,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 # jwst steps run offline when CRDS is never asked for parameters or references and a cache
 # config names a context; set before anything imports stpipe.
@@ -149,3 +151,82 @@ def inputs_never_change(request, monkeypatch):
         return
     changed = [p for p, digest in seen.items() if os.path.isfile(p) and sha256(p) != digest]
     assert not changed, f"inputs were modified: {changed}"
+
+
+FLAGS = 1 | 32  # DO_NOT_USE | PERSISTENCE
+
+
+@pytest.fixture(scope="session")
+def program(tmp_path_factory):
+    """FULL and subarray exposures, one and two integrations, names not in time order."""
+    directory = tmp_path_factory.mktemp("program")
+    prog = simulate.make_program(
+        str(directory / "in"),
+        n_exposures=6,
+        ngroups=5,
+        subarrays=("FULL", "SUB256", "FULL", "SUB64"),
+        nints=(1, 2),
+        seed=5,
+    )
+    return prog
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An exposure as astropy reads its headers, independently of the engine's reader."""
+
+    path: str
+    nints: int
+    ysize: int
+    xsize: int
+    ystart: int
+    xstart: int
+    mid_mjd: float
+
+    @classmethod
+    def read(cls, path: str) -> Frame:
+        with fits.open(path) as hdul:
+            primary, sci = hdul[0].header, hdul["SCI"]
+            nints, _, ny, nx = sci.shape
+            mid = sci.header["MJD-AVG"]
+            return cls(path, nints, ny, nx, primary["SUBSTRT2"], primary["SUBSTRT1"], mid)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """The frame on the detector, from SUBSTRT1/2 (1-indexed)."""
+        y0, x0 = self.ystart - 1, self.xstart - 1
+        return slice(y0, y0 + self.ysize), slice(x0, x0 + self.xsize)
+
+
+@pytest.fixture(scope="session")
+def expected_masks(program):
+    """Per exposure (time order): detector-frame OR of the pipeline's sources of earlier ones."""
+    exposures = sorted((Frame.read(p) for p in program.files), key=lambda e: e.mid_mjd)
+    sources = []
+    for e in exposures:
+        gdq = pipeline_groupdq(e.path, program.saturation_ref, program.mask_ref, 1)
+        placed = np.zeros(DETECTOR_SHAPE, dtype=bool)
+        placed[e.window] = notebook_sources(gdq, 3)
+        sources.append(placed)
+    masks, seen = [], np.zeros(DETECTOR_SHAPE, dtype=bool)
+    for e, src in zip(exposures, sources, strict=True):
+        masks.append(seen[e.window].copy())
+        seen |= src
+    return exposures, sources, masks
+
+
+@pytest.fixture(scope="session")
+def mixed_program(tmp_path_factory):
+    """FULL and SUB256 exposures of one and two integrations."""
+    return simulate.make_program(
+        str(tmp_path_factory.mktemp("beyond") / "in"),
+        n_exposures=6,
+        ngroups=4,
+        subarrays=("FULL", "SUB256"),
+        nints=(1, 2),
+        seed=8,
+    )

@@ -656,7 +656,7 @@ HINT = " (run again with --debug for the traceback)"
 def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, prog, capsys, monkeypatch):
     import miripersist.engine as engine
 
-    monkeypatch.setattr(engine, "run_to_store", _failing_run)
+    monkeypatch.setattr(engine, "run_request", _failing_run)
     assert main(run_args(prog, prog.directory, tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == [UNEXPECTED + HINT]
@@ -666,7 +666,7 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, prog, cap
 def test_debug_prints_the_traceback(tmp_path, prog, capsys, monkeypatch, where):
     import miripersist.engine as engine
 
-    monkeypatch.setattr(engine, "run_to_store", _failing_run)
+    monkeypatch.setattr(engine, "run_request", _failing_run)
     args = run_args(prog, prog.directory, tmp_path / "out")
     args = ["--debug", *args] if where == "before" else [*args, "--debug"]
     assert main(args) == 1
@@ -703,7 +703,7 @@ def test_an_os_error_names_its_file(tmp_path, prog, capsys, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", "/somewhere/x_uncal.fits")
 
-    monkeypatch.setattr(engine, "run_to_store", denied)
+    monkeypatch.setattr(engine, "run_request", denied)
     assert main(run_args(prog, prog.directory, tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == ["miripersist: error: /somewhere/x_uncal.fits: Permission denied"]

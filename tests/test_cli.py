@@ -269,9 +269,10 @@ def engine_calls(monkeypatch):
 
     def recording(*args, **kwargs):
         calls.append(kwargs)
-        return ""
+        return "a request"
 
-    monkeypatch.setattr(engine, "run_to_store", recording)
+    monkeypatch.setattr(engine, "resolve", recording)
+    monkeypatch.setattr(engine, "run_request", lambda request, progress: "")
     return calls
 
 

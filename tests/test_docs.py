@@ -389,6 +389,28 @@ def test_documented_header_cards_are_the_ones_written(template, tmp_path):
     assert written and documented == written
 
 
+def test_the_step_page_names_every_step_parameter():
+    from miripersist.options import OPTIONS
+
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    assert [o.key for o in OPTIONS if f"`{o.key}`" not in text] == []
+
+
+def test_the_documented_defaults_are_the_option_table_s():
+    from miripersist.options import OPTIONS
+
+    rows = {}
+    for line in (ROOT / "docs" / "cli.md").read_text().splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))]
+        if len(cells) == 3 and cells[0].startswith("`--"):
+            rows.setdefault(cells[0].strip("`").split()[0], cells[1].strip("`"))
+    for option in OPTIONS:
+        if option.kind == "bool":
+            assert rows[option.cli] == "off", option.cli
+        elif option.kind in ("int", "choice", "rule"):
+            assert rows[option.cli] == str(option.default), option.cli
+
+
 def test_documented_options_are_the_parser_s():
     import argparse
 

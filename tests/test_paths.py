@@ -129,28 +129,21 @@ def test_asking_the_workers_creates_nothing(cluster, client_cwd, prog):
         assert tree(client_cwd, cluster.cwd, Path(prog.directory)) == before
 
 
-def test_the_command_line_gives_the_engine_absolute_paths(client_cwd, monkeypatch):
+def test_the_command_line_gives_the_engine_absolute_paths(client_cwd, prog, monkeypatch):
     import miripersist.engine as engine
 
-    seen = {}
-
-    def fake_run(inputs, output_dir, **keys):
-        seen.update(keys, inputs=inputs, output_dir=output_dir)
-        return ""
-
-    monkeypatch.setattr(engine, "run_to_store", fake_run)
+    seen = []
+    monkeypatch.setattr(engine, "run_request", lambda request, progress: seen.append(request))
+    (client_cwd / "mask.csv").write_text("x,y\n10,20\n")
+    ref = os.path.join("w3", "obs1", os.path.basename(prog.saturation_ref))
     code = main(
         [
             "run",
             "w3/obs1",
-            "w3/obs2/*_uncal.fits",
-            "../elsewhere/asn.json",
             "--output-dir",
             "out",
             "--saturation-ref",
-            "refs/a.fits",
-            "--saturation-ref",
-            "/abs/b.fits",
+            ref,
             "--store",
             "s.zarr",
             "--user-mask",
@@ -161,14 +154,14 @@ def test_the_command_line_gives_the_engine_absolute_paths(client_cwd, monkeypatc
         ]
     )
     assert code == 0
+    (request,) = seen
     here = str(client_cwd)
-    assert seen["inputs"] == [
-        f"{here}/w3/obs1",
-        f"{here}/w3/obs2/*_uncal.fits",
-        f"{client_cwd.parent}/elsewhere/asn.json",
+    assert [e.path for e in request.exposures] == [
+        f"{here}/w3/obs1/{os.path.basename(f)}" for f in prog.files
     ]
-    assert seen["output_dir"] == f"{here}/out"
-    assert seen["saturation_refs"] == [f"{here}/refs/a.fits", "/abs/b.fits"]
-    assert seen["store"] == f"{here}/s.zarr"
-    assert seen["user_mask"] == f"{here}/mask.csv"
-    assert seen["history"] == f"{here}/old/persistence.zarr"
+    assert request.readable()[-1] == f"{here}/{ref}"
+    assert request.output_dir == f"{here}/out"
+    assert request.store == f"{here}/s.zarr"
+    assert request.user_mask_path == f"{here}/mask.csv"
+    assert request.user_mask.sum() == 1
+    assert request.history == f"{here}/old/persistence.zarr"

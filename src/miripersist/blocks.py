@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from .reads import Reads
 from .sink import Flight, Handover, Store, StoreUpdate
 from .thresholds import Window
 from .writers import Output, write_final, write_output
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class Loop:
 
     def __post_init__(self) -> None:
         self.carries = dict(self.plan.start)
-        self.windows: dict[tuple, object] = {}
+        self.windows: dict[tuple, Delayed] = {}
         self.previous = (
             store_mod.Stored(self.plan.previous) if self.plan.previous is not None else None
         )
@@ -122,7 +126,7 @@ class Loop:
             for i in self.todo(block)
         ]
 
-    def thresholds(self, i: int) -> object:
+    def thresholds(self, i: int) -> Delayed | None:
         """Exposure ``i``'s thresholds, shared by every exposure of the same frame."""
         ref, e = self.plan.references[i], self.plan.exposures[i]
         if ref is None:
@@ -141,7 +145,7 @@ class Loop:
         if reused:
             assert self.previous is not None
             earlier = [self.plan.earlier[indices[k]] for k in reused]
-            sources[reused] = self.previous.images("source", [e.index for e in earlier if e])
+            sources[reused] = self.previous.images("source", [e.row for e in earlier if e])
         scanned = self.rule.scan(
             Block(
                 block.detector,
@@ -225,7 +229,7 @@ class Loop:
         kept = [False] * len(indices)
         if known:
             assert self.previous is not None
-            old = self.previous.images("mask", [earlier[k].index for k in known])  # type: ignore[union-attr]
+            old = self.previous.images("mask", [earlier[k].row for k in known])  # type: ignore[union-attr]
             for k, old_mask in zip(known, old, strict=True):
                 same = bool(np.array_equal(old_mask, masks[k]))
                 kept[k] = same and earlier[k].digest == digests[k]  # type: ignore[union-attr]

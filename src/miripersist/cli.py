@@ -13,9 +13,10 @@ import threading
 import traceback
 from collections.abc import Sequence
 
-from . import registry
+from . import registry, rulenames
 from .errors import ConfigError, MiripersistError
-from .paths import local_path, local_paths, optional_path
+from .options import OPTIONS, Option, split
+from .paths import local_path
 
 
 def _duration(text: str) -> float:
@@ -61,7 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_report(sub)
+    _add_demo(sub)
+    _add_debug(
+        sub.add_parser(
+            "methods",
+            help="list the persistence rules installed (--method), with their defaults",
+            description="List every rule --method takes: miripersist's own and those that "
+            f"packages register (entry points {rulenames.GROUP}), each with what it is, its "
+            "default window and flags, and the files it writes in each --mode.",
+        )
+    )
+    _add_simulate(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="mask persistence in a set of uncal files")
     run.add_argument(
         "inputs",
@@ -70,113 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="directories (their *_uncal.fits), files, glob patterns or association files",
     )
     run.add_argument("--output-dir", required=True, help="where outputs and the store go")
+    for option in OPTIONS:
+        run.add_argument(option.cli, dest=option.name, **_argparse_keys(option))
+    _add_cluster(run)
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument(
-        "--saturation-ref",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="jwst SATURATION reference; once per detector, or per detector and filter "
-        "(default: ask CRDS)",
+        "--summary",
+        choices=("auto", "exposures", "detectors"),
+        default="auto",
+        help="the end-of-run table: a row per exposure, per detector, or (auto) per exposure "
+        "up to 40 exposures, per detector beyond (default auto)",
     )
-    run.add_argument(
-        "--n-unsat-threshold",
-        type=int,
-        default=3,
-        help="source: at most this many unsaturated groups (default 3)",
-    )
-    run.add_argument(
-        "--n-pix-grow-sat",
-        type=int,
-        default=1,
-        help="grow saturation by this many pixels, as jwst (default 1)",
-    )
-    run.add_argument(
-        "--user-mask",
-        metavar="FILE",
-        help="text/CSV/ECSV with 1-indexed x, y columns, or a FITS image",
-    )
-    run.add_argument(
-        "--mode",
-        choices=("copy", "sidecar"),
-        default="copy",
-        help="copy: masked uncal copies; sidecar: DQ files for "
-        "--steps.dq_init.user_supplied_dq (default copy)",
-    )
-    run.add_argument(
-        "--compress",
-        action="store_true",
-        help="sidecars tile-compressed (tens of kB instead of 1 MB; dq_init reads them as is)",
-    )
-    run.add_argument(
-        "--keep-names",
-        action="store_true",
-        help="copies keep their inputs' file names (the output directory must hold no input), "
-        "so the pipeline's products match level-2 associations",
-    )
-    run.add_argument("--store", help="zarr store (default OUTPUT_DIR/persistence.zarr)")
-    run.add_argument(
-        "--flags",
-        default=None,
-        help="jwst pixel DQ flag names to set (default DO_NOT_USE,PERSISTENCE; "
-        "PERSISTENCE for --method pipeline)",
-    )
-    # No choices: reading the registered names costs --help 60 ms; Parameters refuses an
-    # unknown name in one line, naming every rule registered.
-    run.add_argument(
-        "--method",
-        default=registry.DEFAULT,
-        metavar="RULE",
-        help=f"the persistence rule: {', '.join(registry.BUILTIN)} or one a package "
-        f"registers (entry points {registry.GROUP}); default {registry.DEFAULT}. "
-        "'miripersist methods' lists every rule installed, with its defaults.",
-    )
-    run.add_argument(
-        "--window",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="how long a source masks: e.g. 2500s, 30m, 10h, 2d, inf; a bare number is "
-        "seconds (default: notebook inf, after the source's exposure ends; snowblind 2500s, "
-        "start to start; pipeline: required, whole seconds, from the first saturated group)",
-    )
-    run.add_argument(
-        "--integrations",
-        choices=("first", "all"),
-        default="first",
-        help="first: the first integration decides (the notebook's rule); all: saturation in "
-        "any integration makes a source (default first)",
-    )
-    run.add_argument(
-        "--dilate",
-        type=int,
-        default=0,
-        metavar="N",
-        help="grow the persistence mask N pixels beyond the saturated core (default 0)",
-    )
-    run.add_argument(
-        "--history",
-        metavar="STORE",
-        action="append",
-        help="store of an earlier run whose sources count as saturation before "
-        "this run's first exposure (--method pipeline: such a store, or a persistence-array "
-        "ASDF file such as an earlier run's persistence_state.asdf)",
-    )
-    run.add_argument(
-        "--verify-checksums",
-        action="store_true",
-        help="verify CHECKSUM/DATASUM of every input first (reads every byte)",
-    )
-    run.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="leave out inputs that cannot be used instead of stopping "
-        "(their saturation is then not propagated)",
-    )
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start afresh: replace the store and existing outputs",
-    )
+    _add_debug(run)
+
+
+def _add_cluster(run: argparse.ArgumentParser) -> None:
     dist = run.add_argument_group("dask cluster (default: threads in this process)")
     where = dist.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running scheduler")
@@ -205,23 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --scheduler or --scheduler-file, how long to wait for a first worker "
         "(e.g. 10m while a batch system starts them; default 60s)",
     )
-    run.add_argument(
-        "--batch",
-        type=int,
-        default=16,
-        metavar="N",
-        help="exposures per block; bounds memory (default 16)",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    run.add_argument(
-        "--summary",
-        choices=("auto", "exposures", "detectors"),
-        default="auto",
-        help="the end-of-run table: a row per exposure, per detector, or (auto) per exposure "
-        "up to 40 exposures, per detector beyond (default auto)",
-    )
-    _add_debug(run)
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser(
         "report",
         help="a table, figures and a web page (DIR/index.html) from a run's store",
@@ -243,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_debug(rep)
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="make a small synthetic program and mask it")
     demo.add_argument(
         "directory",
@@ -252,19 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_debug(demo)
-
-    _add_debug(
-        sub.add_parser(
-            "methods",
-            help="list the persistence rules installed (--method), with their defaults",
-            description="List every rule --method takes: miripersist's own and those that "
-            f"packages register (entry points {registry.GROUP}), each with what it is, its "
-            "default window and flags, and the files it writes in each --mode.",
-        )
-    )
-
-    _add_simulate(sub)
-    return parser
 
 
 def _add_simulate(sub) -> None:
@@ -290,6 +190,26 @@ def _add_simulate(sub) -> None:
 
 
 DEBUG_HELP = "on an error, print the traceback too"
+
+
+def _argparse_keys(option: Option) -> dict:
+    """How argparse reads an option of the table: type, action, choices, help."""
+    keys: dict = {"help": option.described(), "metavar": option.metavar}
+    if option.kind == "bool":
+        return {"action": "store_true", "help": keys["help"]}
+    if option.kind == "paths":
+        keys.update(action="append", default=[] if option.default == () else None)
+    elif option.kind == "choice":
+        keys.update(choices=option.choices, default=option.default, metavar=None)
+    elif option.kind == "int":
+        keys.update(type=int, default=option.default)
+    elif option.kind == "duration":
+        keys.update(type=_duration, default=option.default)
+    else:
+        # A rule's name is not a choice: reading the registered names costs --help 60 ms;
+        # Parameters refuses an unknown name in one line, naming every rule registered.
+        keys.update(default=option.default)
+    return keys
 
 
 def _add_debug(subparser: argparse.ArgumentParser) -> None:
@@ -336,42 +256,20 @@ def _importing(module: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if args.threads_per_worker is not None and args.workers is None:
-        raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
-    if args.wait_for_workers is not None and args.scheduler is None and args.scheduler_file is None:
-        raise ConfigError(
-            "--wait-for-workers is for a running scheduler: give --scheduler or --scheduler-file"
-        )
+    _check_cluster_options(args)
     with _importing("miripersist.engine"):
+        from . import engine
         from .cluster import check_workers, connect, dashboard, disconnect
-        from .engine import Parameters, one_history, run_to_store
-        from .flags import parse_flags
         from .progress import ProgressBar
         from .store import Stored
         from .summary import format_summary
 
-    params = Parameters(
-        n_unsat_threshold=args.n_unsat_threshold,
-        n_pix_grow_sat=args.n_pix_grow_sat,
-        method=args.method,
-        compress=args.compress,
-        keep_names=args.keep_names,
-        flags=parse_flags(args.flags) if args.flags is not None else None,
-        mode=args.mode,
-        window_days=args.window,
-        integrations=args.integrations,
-        dilate=args.dilate,
-        batch=args.batch,
+    fields, keywords = split({option.name: getattr(args, option.name) for option in OPTIONS})
+    # Paths made absolute, inputs found and read, before a cluster is asked for: workers
+    # resolve paths in their own working directory.
+    request = engine.resolve(
+        args.inputs, args.output_dir, params=engine.Parameters(**fields), **keywords
     )
-    # Paths leave this process: dask workers resolve them in their own working directory,
-    # and the store records them. Every one is made absolute (and a URL refused) before a
-    # cluster is asked for.
-    inputs = local_paths(args.inputs, "an input")
-    output_dir = local_path(args.output_dir, "--output-dir")
-    saturation_refs = local_paths(args.saturation_ref, "--saturation-ref")
-    store = optional_path(args.store, "--store")
-    user_mask = optional_path(args.user_mask, "--user-mask")
-    history = optional_path(one_history(args.history), "--history")
     client = connect(
         args.scheduler,
         args.scheduler_file,
@@ -385,32 +283,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 link = dashboard(client)
                 if link and not args.quiet:
                     print(f"miripersist: dask dashboard at {link}", file=sys.stderr)
-                from .inventory import discover
-
-                paths = discover(inputs)
-                check_workers(client, [*paths, *saturation_refs], output_dir)
-            store_path = run_to_store(
-                inputs,
-                output_dir,
-                saturation_refs=saturation_refs,
-                params=params,
-                store=store,
-                user_mask=user_mask,
-                overwrite=args.overwrite,
-                progress=ProgressBar(not args.quiet),
-                history=history,
-                skip_bad=args.skip_bad,
-                verify_checksums=args.verify_checksums,
-            )
+                check_workers(client, request.readable(), request.output_dir)
+            store_path = engine.run_request(request, ProgressBar(not args.quiet))
         finally:
             if client is not None:
                 disconnect(client)
         # Inputs left out were named once each as they were found (a warning on stderr); the
         # summary lists them again at its end, for the record (the store is read through zarr).
         if not args.quiet:
-            where = {"outputs": output_dir, "store": store_path}
+            where = {"outputs": request.output_dir, "store": store_path}
             print(format_summary(Stored(store_path), args.summary, where))
     return 0
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    if args.threads_per_worker is not None and args.workers is None:
+        raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
+    if args.wait_for_workers is not None and args.scheduler is None and args.scheduler_file is None:
+        raise ConfigError(
+            "--wait-for-workers is for a running scheduler: give --scheduler or --scheduler-file"
+        )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from .blocks import scan_blocks
 from .errors import ConfigError, InputError, MiripersistError
 from .inventory import discover, inventory
 from .kinds import Kind
+from .options import BY_NAME, checked
 from .parameters import Parameters
 from .paths import local_path, local_paths, optional_path
 from .planner import Request, RunPlan, check_store_path, make_plan
@@ -134,41 +135,12 @@ def run(
     xarray.Dataset
         The store, opened lazily. ``attrs["last_run"]`` counts the exposures computed,
         reused and written by this call.
-    """
-    return store_mod.open_store(
-        run_to_store(
-            inputs,
-            output_dir,
-            saturation_refs,
-            params,
-            store,
-            user_mask,
-            overwrite,
-            progress,
-            history,
-            skip_bad,
-            verify_checksums,
-        )
-    )
 
-
-def run_to_store(
-    inputs: str | Sequence[str],
-    output_dir: str,
-    saturation_refs: str | Sequence[str] = (),
-    params: Parameters | None = None,
-    store: str | None = None,
-    user_mask: str | None = None,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    history: str | None = None,
-    skip_bad: bool = False,
-    verify_checksums: bool = False,
-) -> str:
-    """As :func:`run`, returning the store's path instead of opening it.
-
-    The command line reads the store through zarr (:class:`miripersist.store.Stored`),
-    without importing xarray.
+    See Also
+    --------
+    resolve, run_request : the two halves of a run, for a caller that looks at the
+        request in between (the command line asks a cluster's workers whether they can
+        read every input).
     """
     request = resolve(
         inputs,
@@ -182,7 +154,7 @@ def run_to_store(
         skip_bad,
         verify_checksums,
     )
-    return run_request(request, progress)
+    return store_mod.open_store(run_request(request, progress))
 
 
 def resolve(
@@ -204,6 +176,12 @@ def resolve(
     params = Parameters() if params is None else params
     if not isinstance(params, Parameters):
         raise ConfigError(f"params must be a miripersist.Parameters, not {type(params).__name__}")
+    for name, value in (
+        ("overwrite", overwrite),
+        ("skip_bad", skip_bad),
+        ("verify_checksums", verify_checksums),
+    ):
+        checked(BY_NAME[name], value)
     # One path given as a string is one input, not a sequence of one-letter paths.
     inputs, saturation_refs = (
         [paths] if isinstance(paths, str | os.PathLike) else list(paths)

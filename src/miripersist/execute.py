@@ -18,11 +18,15 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dask
 import dask.array as da
 import dask.core
 import numpy as np
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
 
 __all__ = [
     "FILES_PER_TASK",
@@ -168,7 +172,7 @@ def write_in(pool: ThreadPoolExecutor, writes: list[Callable[[], str | None]]) -
     return list(pool.map(operator.call, writes))
 
 
-def shared(value: object, distributed: bool):
+def shared(value: object, distributed: bool) -> Delayed:
     """``value`` as a dask.delayed that every block's computation refers to.
 
     On a cluster it is sent to every worker once (``Client.scatter``) and the graphs hold
@@ -218,7 +222,7 @@ class Runner:
     compute: Callable[[list], list]
     make: Callable[[list[Callable[[], str | None]]], list[str | None]]
     pack: Callable[[np.ndarray], object]
-    share: Callable[[object], object]
+    share: Callable[[object], Delayed]
 
 
 @contextlib.contextmanager

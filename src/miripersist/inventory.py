@@ -429,7 +429,29 @@ def _pixeldq_layout(
     return layout
 
 
-def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) -> Exposure:  # noqa: C901
+class _Cards:
+    """A primary header's cards as an exposure is described from them, checked."""
+
+    def __init__(self, path: str, primary) -> None:
+        self.path, self.primary = path, primary
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.primary.get(key, default)
+        # FITS integers come back as int; a bool, a fraction or a string is a damaged header.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
+            raise InputError(f"{self.path}: header keyword {key}={value!r} is not an integer")
+        return int(value)
+
+    def text(self, key: str, default: str = "") -> str:
+        return str(self.primary.get(key, default) or "").strip()
+
+
+def _check_arrays(path: str, sci, groupdq) -> None:
     if len(sci.shape) != 4:
         raise InputError(f"{path}: SCI has {len(sci.shape)} axes, expected 4 (ints, groups, y, x)")
     if groupdq is None and sci.bitpix != 16:
@@ -441,43 +463,38 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
             f"{path}: GROUPDQ is {groupdq.shape} BITPIX={groupdq.bitpix}, "
             f"expected {sci.shape} of 8-bit flags"
         )
-    nints, ngroups, ny, nx = sci.shape
     if min(sci.shape) < 1:
         raise InputError(f"{path}: SCI is empty (shape {sci.shape})")
-    pixeldq = _pixeldq_layout(path, pixeldq_hdus, (ny, nx))
 
-    def intkey(key: str, default: int) -> int:
-        value = primary.get(key, default)
-        # FITS integers come back as int; a bool, a fraction or a string is a damaged header.
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value != int(value)
-        ):
-            raise InputError(f"{path}: header keyword {key}={value!r} is not an integer")
-        return int(value)
 
-    if intkey("NGROUPS", ngroups) != ngroups:
+def _integrations(cards: _Cards, nints: int, ngroups: int) -> tuple[int, int, int]:
+    """The file's first integration (1-indexed), the exposure's count, its segments."""
+    path, primary = cards.path, cards.primary
+    if cards.integer("NGROUPS", ngroups) != ngroups:
         raise InputError(f"{path}: NGROUPS={primary['NGROUPS']} but SCI holds {ngroups}")
-    total = intkey("NINTS", nints)
-    n_segments = intkey("EXSEGTOT", 1)
-    if n_segments > 1:
-        # A segment of a larger exposure: NINTS is the whole exposure's.
-        intstart = intkey("INTSTART", 1)
-        intend = intkey("INTEND", intstart + nints - 1)
-        if intend - intstart + 1 != nints:
-            raise InputError(
-                f"{path}: INTSTART/INTEND = {intstart}-{intend} but SCI holds {nints} integrations"
-            )
-        if intstart < 1 or intend > total:
-            raise InputError(f"{path}: INTSTART/INTEND = {intstart}-{intend} but NINTS={total}")
-    elif total != nints:
-        raise InputError(f"{path}: NINTS={primary['NINTS']} but SCI holds {nints}")
-    else:
-        intstart = 1
-    xstart, ystart = intkey("SUBSTRT1", 1), intkey("SUBSTRT2", 1)
-    xsize, ysize = intkey("SUBSIZE1", nx), intkey("SUBSIZE2", ny)
+    total = cards.integer("NINTS", nints)
+    n_segments = cards.integer("EXSEGTOT", 1)
+    if n_segments <= 1:
+        if total != nints:
+            raise InputError(f"{path}: NINTS={primary['NINTS']} but SCI holds {nints}")
+        return 1, total, n_segments
+    # A segment of a larger exposure: NINTS is the whole exposure's.
+    intstart = cards.integer("INTSTART", 1)
+    intend = cards.integer("INTEND", intstart + nints - 1)
+    if intend - intstart + 1 != nints:
+        raise InputError(
+            f"{path}: INTSTART/INTEND = {intstart}-{intend} but SCI holds {nints} integrations"
+        )
+    if intstart < 1 or intend > total:
+        raise InputError(f"{path}: INTSTART/INTEND = {intstart}-{intend} but NINTS={total}")
+    return intstart, total, n_segments
+
+
+def _frame(cards: _Cards, ny: int, nx: int) -> tuple[int, int, int, int]:
+    """SUBSTRT1/2 and SUBSIZE1/2, checked against the data and the detector."""
+    path = cards.path
+    xstart, ystart = cards.integer("SUBSTRT1", 1), cards.integer("SUBSTRT2", 1)
+    xsize, ysize = cards.integer("SUBSIZE1", nx), cards.integer("SUBSIZE2", ny)
     if (ysize, xsize) != (ny, nx):
         raise InputError(f"{path}: SUBSIZE1/2 = {xsize}x{ysize} but SCI frames are {nx}x{ny}")
     if (
@@ -490,13 +507,21 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
             f"{path}: subarray SUBSTRT1/2={xstart},{ystart} size {xsize}x{ysize} "
             f"lies off the {DETECTOR_SHAPE[1]}x{DETECTOR_SHAPE[0]} detector"
         )
-    detector = str(primary.get("DETECTOR", "")).strip().upper()
+    return xstart, ystart, xsize, ysize
+
+
+def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) -> Exposure:
+    _check_arrays(path, sci, groupdq)
+    nints, ngroups, ny, nx = sci.shape
+    pixeldq = _pixeldq_layout(path, pixeldq_hdus, (ny, nx))
+    cards = _Cards(path, primary)
+    intstart, total, n_segments = _integrations(cards, nints, ngroups)
+    xstart, ystart, xsize, ysize = _frame(cards, ny, nx)
+    detector = cards.text("DETECTOR").upper()
     if not detector:
         raise InputError(f"{path}: no DETECTOR keyword")
     start, mid, end = _mjd(primary, sci_hdr, path)
-
-    def text(key: str, default: str = "") -> str:
-        return str(primary.get(key, default) or "").strip()
+    text, intkey = cards.text, cards.integer
 
     return Exposure(
         path=str(path),

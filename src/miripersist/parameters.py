@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 from . import registry
 from .errors import ConfigError
 from .flags import flag_names, parse_flags
-from .options import parse_duration
+from .options import DEFAULTS, OPTIONS, checked
 
 if TYPE_CHECKING:
     from .methods import Method
-
-MODES = ("copy", "sidecar")
 
 
 @dataclass(frozen=True)
@@ -61,45 +59,40 @@ class Parameters:
         so that calwebb_detector1's products match standard level-2 associations.
     """
 
-    n_unsat_threshold: int = 3
-    n_pix_grow_sat: int = 1
-    flags: int | str | None = None
-    mode: str = "copy"
-    window_days: float | None = None
-    integrations: str = "first"
-    dilate: int = 0
-    tile: tuple[int, int] | None = None
-    batch: int = 16
-    method: str = "notebook"
-    compress: bool = False
-    keep_names: bool = False
+    # flags, window_days and tile are typed as they are once made: None (the method's
+    # default) and flag names or a duration as text are accepted, and replaced here.
+    n_unsat_threshold: int = DEFAULTS["n_unsat_threshold"]
+    n_pix_grow_sat: int = DEFAULTS["n_pix_grow_sat"]
+    flags: int = DEFAULTS["flags"]
+    mode: str = DEFAULTS["mode"]
+    window_days: float = DEFAULTS["window_days"]
+    integrations: str = DEFAULTS["integrations"]
+    dilate: int = DEFAULTS["dilate"]
+    tile: tuple[int, int] = None  # type: ignore[assignment]
+    batch: int = DEFAULTS["batch"]
+    method: str = DEFAULTS["method"]
+    compress: bool = DEFAULTS["compress"]
+    keep_names: bool = DEFAULTS["keep_names"]
 
-    def __post_init__(self) -> None:  # noqa: C901
-        self._check_types()
+    def __post_init__(self) -> None:
+        # Frozen: values are checked (durations and flag names read), then the method's
+        # defaults filled in, once, here.
+        for option in OPTIONS:
+            if option.parameter:
+                object.__setattr__(self, option.name, checked(option, getattr(self, option.name)))
         rule = registry.get(self.method)
-        # Frozen: the method's defaults are filled in once, here.
-        if self.flags is None or isinstance(self.flags, str):
-            text = rule.options.flags if self.flags is None else self.flags
-            object.__setattr__(self, "flags", parse_flags(text))
-        elif isinstance(self.flags, bool) or not isinstance(self.flags, int) or self.flags <= 0:
-            raise ConfigError(
-                f"flags must be jwst flag names or a positive integer, not {self.flags!r}"
-            )
+        if self.flags is None:
+            object.__setattr__(self, "flags", parse_flags(rule.options.flags))
         if self.window_days is None:
             object.__setattr__(self, "window_days", rule.options.window_days)
         object.__setattr__(
             self, "tile", tuple(rule.options.tile if self.tile is None else self.tile)
         )
-        if self.n_unsat_threshold < 0:
-            raise ConfigError("--n-unsat-threshold must be 0 or more")
-        if self.n_pix_grow_sat < 0:
-            raise ConfigError("--n-pix-grow-sat must be 0 or more")
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.integrations not in ("first", "all"):
-            raise ConfigError(f"--integrations must be first or all, not {self.integrations!r}")
-        if self.dilate < 0:
-            raise ConfigError("--dilate must be 0 or more")
+        self._check_together()
+        rule.check(self)
+
+    def _check_together(self) -> None:
+        """The checks of options given together, and of the tile (Python only)."""
         # NaN: the method has no default window; its check() says what it needs.
         if not (self.window_days > 0 or math.isnan(self.window_days)):
             raise ConfigError("--window must be positive")
@@ -107,29 +100,8 @@ class Parameters:
             raise ConfigError("--keep-names is for --mode copy (sidecars have their own names)")
         if self.compress and self.mode != "sidecar":
             raise ConfigError("--compress is for --mode sidecar (copies stay byte copies)")
-        if self.batch < 1:
-            raise ConfigError(f"--batch must be 1 or more, not {self.batch}")
-        if min(self.tile) < 1:
-            raise ConfigError(f"tile sizes must be positive, not {self.tile}")
-        rule.check(self)
-
-    def _check_types(self) -> None:
-        # From Python, not argparse: a wrong type is said in one line, not as a TypeError
-        # deep inside; a duration may be given as the command line takes it ("10h").
-        if isinstance(self.window_days, str):
-            try:
-                object.__setattr__(self, "window_days", parse_duration(self.window_days))
-            except ValueError as exc:
-                raise ConfigError(f"window_days: {exc}") from None
-        for name in ("n_unsat_threshold", "n_pix_grow_sat", "dilate", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be an integer, not {value!r}")
-        window = self.window_days
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int | float)):
-            raise ConfigError(
-                f"window_days must be a number of days or a duration such as '10h', not {window!r}"
-            )
+        if len(self.tile) != 2 or min(self.tile) < 1:
+            raise ConfigError(f"tile sizes must be two positive numbers, not {self.tile}")
 
     @property
     def rule(self) -> Method:
@@ -144,8 +116,8 @@ class Parameters:
         out["tile"] = list(self.tile)
         return out
 
-    def header_cards(self, n_masked: int, version: str) -> dict[str, tuple[object, str]]:
-        """Provenance keywords of an output file."""
+    def header_cards(self, n_masked: int, version: str) -> dict[str, object]:
+        """Provenance keywords of an output file: each a (value, comment) pair."""
         window = "inf" if math.isinf(self.window_days) else f"{self.window_days * 86400.0:.10g}"
         return {
             "MPTOOL": ("miripersist", "persistence flags made by this tool"),

@@ -86,6 +86,11 @@ class Request:
     history: str | None
     overwrite: bool
 
+    def readable(self) -> list[str]:
+        """Every file the run reads: its inputs, then their SATURATION references."""
+        references = {r.path for r in self.references if r is not None}
+        return [*(e.path for e in self.exposures), *sorted(references)]
+
     def record(self) -> dict:
         """The parameters as the store records them, the user mask's digest among them."""
         digest = hashlib.sha256(np.packbits(self.user_mask).tobytes()).hexdigest()
@@ -95,7 +100,7 @@ class Request:
 class Earlier(NamedTuple):
     """What the earlier store knows of an exposure."""
 
-    index: int  #: its index there
+    row: int  #: its index there
     written: bool  #: whether its outputs were marked written
     digest: str  #: the digest of what its outputs hold beyond the mask
 
@@ -225,11 +230,13 @@ def _merge(order: resume.Plan, rows: list[dict], request: Request) -> tuple[list
     writable: list[bool] = []
     for entry in order.entries:
         if entry.retained:
+            assert entry.stored_index is not None  # a retained entry is a row of the store
             e, ok = retained_exposure(rows[entry.stored_index])
             exposures.append(e)
             references.append(None)
             writable.append(ok)
         else:
+            assert entry.input_index is not None  # and any other is an input
             exposures.append(request.exposures[entry.input_index])
             references.append(request.references[entry.input_index])
             writable.append(True)
@@ -482,8 +489,9 @@ def retained_exposure(row: dict) -> tuple[Exposure, bool]:
     segments = _segment_names(row)
     paths = [os.path.join(os.path.dirname(path), s) for s in segments] or [path]
     try:
-        files = [read_exposure(p) if os.path.isfile(p) else None for p in paths]
-        e = None if None in files else combine_segments(files) if segments else files[0]
+        read = [read_exposure(p) for p in paths if os.path.isfile(p)]
+        files = [f for f in read if f is not None]  # gone, or no longer a MIRI exposure
+        e = None if len(files) < len(paths) else combine_segments(files) if segments else files[0]
     except InputError:
         e = None
     recorded = (int(row["size"]), int(row["mtime_ns"]), str(row["header_sha256"]))

@@ -449,7 +449,7 @@ def _first_saturated_tile(
 
 def lazy_first_saturated(
     exposure: Exposure,
-    thresholds: np.ndarray | Window | Delayed,
+    thresholds: np.ndarray | Window | Delayed | None,
     n_pix_grow_sat: int,
     tile: Sequence[int],
 ) -> da.Array:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import dask.array as da
+    from dask.delayed import Delayed
 
     from .inventory import Exposure
 
@@ -34,7 +35,7 @@ class Reads:
         Tile shape (rows, columns): the chunks of every array read.
     """
 
-    thresholds: object
+    thresholds: Delayed | None
     n_pix_grow_sat: int
     tile: tuple[int, int]
 

@@ -22,18 +22,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+from .rulenames import BUILTIN, GROUP
 
 if TYPE_CHECKING:
     from .methods.base import Method
-
-GROUP = "miripersist.methods"
-#: miripersist's own rules, as its pyproject.toml registers them.
-BUILTIN = {
-    "notebook": "miripersist.methods.notebook:Notebook",
-    "pipeline": "miripersist.methods.pipeline:Pipeline",
-    "snowblind": "miripersist.methods.snowblind:Snowblind",
-}
-DEFAULT = "notebook"
 
 
 @functools.cache

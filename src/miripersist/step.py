@@ -15,7 +15,8 @@ from stpipe import Step
 from stpipe.exceptions import StpipeExitException
 
 from . import registry
-from .errors import MiripersistError
+from .errors import ConfigError, MiripersistError
+from .options import OPTIONS, Option, parse_duration, split
 
 __all__ = ["PersistenceMaskStep", "StepError"]
 
@@ -51,6 +52,40 @@ def strun_words(message: str, spec: str) -> str:
     return message
 
 
+EXT = "required by stpipe; outputs are named by miripersist"
+
+
+def spec_line(option: Option) -> str:
+    """The step's spec of an option: its type, default and range, and its help."""
+    if option.kind == "int":
+        kind = f"integer(default={option.default}, min={option.minimum})"
+    elif option.kind == "bool":
+        kind = f"boolean(default={option.default})"
+    elif option.kind in ("choice", "rule"):
+        names = option.choices if option.kind == "choice" else registry.names()
+        kind = f"option({', '.join(map(repr, names))}, default={option.default!r})"
+    else:
+        kind = "string(default=None)"
+    return f"{option.key} = {kind} # {option.described()}"
+
+
+def from_step(option: Option, value: object) -> object:
+    """A step parameter's value as Python gives it: paths split at commas, '' as None.
+
+    A duration is read here, so that its error names the step's parameter.
+    """
+    if value == "":
+        value = None
+    if option.kind == "paths":
+        return [p.strip() for p in str(value or "").split(",") if p.strip()]
+    if option.kind == "duration" and value is not None:
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{option.key}: {exc}") from None
+    return value
+
+
 class PersistenceMaskStep(Step):
     """Mask MIRI persistence from saturation in earlier exposures (miripersist)."""
 
@@ -58,27 +93,7 @@ class PersistenceMaskStep(Step):
     reference_file_types: list = []
     prefetch_references = False
 
-    spec = """
-        method = option({methods}, default='{default}') # persistence rule
-        n_unsat_threshold = integer(default=3, min=0) # source: at most this many unsaturated groups
-        n_pix_grow_sat = integer(default=1, min=0) # growth of saturation, as jwst's saturation step
-        saturation_ref = string(default=None) # SATURATION reference file(s), comma-separated; None asks CRDS
-        user_mask = string(default=None) # table of 1-indexed x, y or a FITS image
-        mode = option('copy', 'sidecar', default='copy') # masked uncal copies or DQ sidecar files
-        compress = boolean(default=False) # tile-compressed sidecars
-        keep_names = boolean(default=False) # copies keep their inputs' file names
-        store = string(default=None) # zarr store (default output_dir/persistence.zarr)
-        flags = string(default=None) # pixel DQ flag names to set (default: the method's)
-        window = string(default=None) # how long a source masks: 2500s, 10h, inf (default: the method's)
-        integrations = option('first', 'all', default='first') # integrations that make sources
-        dilate = integer(default=0, min=0) # grow the mask beyond the saturated core
-        history = string(default=None) # store of an earlier run, saturation before this one
-        skip_bad = boolean(default=False) # leave out bad inputs instead of stopping
-        overwrite = boolean(default=False) # start afresh
-        output_ext = string(default='.fits') # required by stpipe; outputs are named by miripersist
-    """.format(  # noqa: E501
-        methods=", ".join(repr(name) for name in registry.names()), default=registry.DEFAULT
-    )
+    spec = "\n".join([*map(spec_line, OPTIONS), f"output_ext = string(default='.fits') # {EXT}"])
 
     @classmethod
     def _get_crds_parameters(cls, dataset):
@@ -92,17 +107,6 @@ class PersistenceMaskStep(Step):
         from stpipe import config_parser
 
         return config_parser.ConfigObj()
-
-    def _window(self) -> float | None:
-        from .errors import ConfigError
-        from .options import parse_duration
-
-        if self.window is None:
-            return None
-        try:
-            return parse_duration(self.window)
-        except ValueError as exc:
-            raise ConfigError(f"window: {exc}") from None
 
     def process(self, step_input):
         """Run miripersist on ``step_input``; return its store (an xarray Dataset).
@@ -118,25 +122,13 @@ class PersistenceMaskStep(Step):
             raise StepError(message, exc.exit_code) from None
 
     def _masked(self, step_input):
-        from .engine import Parameters
-        from .flags import parse_flags
+        from .engine import Parameters, run
 
         inputs = list(step_input) if isinstance(step_input, list | tuple) else [step_input]
-        refs = [r.strip() for r in (self.saturation_ref or "").split(",") if r.strip()]
-        params = Parameters(
-            method=self.method,
-            compress=self.compress,
-            keep_names=self.keep_names,
-            n_unsat_threshold=self.n_unsat_threshold,
-            n_pix_grow_sat=self.n_pix_grow_sat,
-            flags=parse_flags(self.flags) if self.flags else None,
-            mode=self.mode,
-            window_days=self._window(),
-            integrations=self.integrations,
-            dilate=self.dilate,
-        )
+        values = {option.name: from_step(option, getattr(self, option.key)) for option in OPTIONS}
+        fields, keywords = split(values)
         output_dir = self.output_dir or os.getcwd()
-        ds = self._run(inputs, output_dir, refs, params)
+        ds = run([str(i) for i in inputs], output_dir, params=Parameters(**fields), **keywords)
         from .summary import last_run_line
 
         self.log.info(
@@ -147,18 +139,3 @@ class PersistenceMaskStep(Step):
             output_dir,
         )
         return ds
-
-    def _run(self, inputs: list, output_dir: str, refs: list[str], params):
-        from .engine import run
-
-        return run(
-            [str(i) for i in inputs],
-            output_dir,
-            saturation_refs=refs,
-            params=params,
-            store=self.store,
-            user_mask=self.user_mask,
-            overwrite=self.overwrite,
-            history=self.history,
-            skip_bad=self.skip_bad,
-        )

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def package_versions() -> dict[str, str]:
 
 #: Format 2 stores fixed-width strings with a stable spec that every zarr reads: every
 #: store is written and opened with these arguments.
-FORMAT = {"zarr_format": 2}
+FORMAT: dict[str, Any] = {"zarr_format": 2}
 
 
 def _column(values: list, dtype=None) -> np.ndarray:

@@ -209,7 +209,7 @@ def _check_saturation_earlier(path: str, states: dict, exposures, seconds: int) 
     """
     from astropy.time import Time
 
-    first: dict[str, object] = {}
+    first: dict[str, Exposure] = {}
     for e in exposures:
         if e.detector not in first or e.start_mjd < first[e.detector].start_mjd:
             first[e.detector] = e
@@ -243,23 +243,22 @@ def stored_states(store: str, seconds: int) -> tuple[dict, dict]:
 
     try:
         group = zarr.open_group(store, mode="r", **FORMAT)
-        names = [n for n in group.array_keys() if n.startswith(WINDOW_END)]
+        arrays = [(n, a) for n, a in group.arrays() if n.startswith(WINDOW_END)]
     except Exception as exc:  # zarr raises many kinds on what is not a store
         raise ConfigError(f"{store}: --history store cannot be read ({brief(exc, 120)})") from None
-    if not names:
+    if not arrays:
         raise ConfigError(
             f"{store}: not the store of a --method pipeline run (no window_end_ images); "
             f"give its {FINAL_STATE} or such a store"
         )
     states, last = {}, {}
-    for name in names:
-        array = group[name]
-        if int(array.attrs.get("pers_time", -1)) != seconds:
+    for name, array in arrays:
+        if array.attrs.get("pers_time", -1) != seconds:
             raise ConfigError(
                 f"{store}: its state was made with a window of {array.attrs.get('pers_time')} s, "
                 f"this run's is {seconds} s"
             )
         detector = name[len(WINDOW_END) :]
-        states[detector] = np.asarray(array[...], dtype=np.float64)
+        states[detector] = np.asarray(array[:], dtype=np.float64)
         last[detector] = str(array.attrs.get("filename", ""))
     return states, last

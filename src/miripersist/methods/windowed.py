@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class Windowed(Method):
             block.sources,
             self.stamps(block.exposures),
             np.array([e.start_mjd for e in block.exposures]),
-            carry,
+            cast(np.ndarray, carry),  # as begin() made it
             params.window_days,
             self.strict,
             block.out,
