@@ -111,11 +111,11 @@ def test_each_block_is_stored_before_its_files_are_written(tmp_path, program, ba
         def __init__(self) -> None:
             self.writer, self.events = Writer(plan.target), []
 
-        def block(self, start, sources, *rest):
-            block = range(start, start + len(sources))
+        def block(self, update):
+            block = range(update.start, update.start + len(update.sources))
             made = [o for i in block for o in plan.outputs[i] if os.path.exists(o)]
             assert not made, f"{made[0]} written before its block was stored"
-            self.writer.block(start, sources, *rest)
+            self.writer.block(update)
             self.events.append(("stored", set(block)))
 
         def written(self, indices):

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from miripersist.sink import Flight, Handover, StoreUpdate
+from miripersist.sink import Flight, Handover
+from miripersist.store import StoreUpdate
 
 
 class Recording:
@@ -22,10 +23,10 @@ class Recording:
         with self.lock:
             self.events.append(event)
 
-    def block(self, start, sources, masks, n_source, n_masked, unwritten, digests) -> None:
+    def block(self, update: StoreUpdate) -> None:
         if self.broken:
             raise RuntimeError("store unwritable")
-        self.say("update", start, tuple(unwritten))
+        self.say("update", update.start, tuple(update.unwritten))
 
     def written(self, indices: list[int]) -> None:
         self.say("marked", tuple(indices))

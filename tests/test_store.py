@@ -89,7 +89,9 @@ def test_store_reads_in_xarray_as_xarray_writes_it(program, tmp_path, chunk):
     writer = store.Writer(ours)
     sources = np.zeros((1, *DETECTOR_SHAPE), dtype=bool)
     sources[0, 7, 9] = True
-    writer.block(1, sources, sources, np.array([1]), np.array([1]), digests=["x" * 64])
+    writer.block(
+        store.StoreUpdate(1, sources, sources, np.array([1]), np.array([1]), digests=["x" * 64])
+    )
     again = store.open_store(ours)
     assert again["source"][1, 7, 9] and int(again["source"].sum()) == 1
     assert again["complete"].values.tolist() == [False, True]
@@ -103,7 +105,7 @@ def test_stored_view_reads_what_xarray_reads(program, tmp_path):
     store.create(path, exposures, [("", "")] * 2, umask, {"last_run": {"computed": 2}}, 1)
     masks = np.zeros((2, *DETECTOR_SHAPE), dtype=bool)
     masks[1, 100, 200] = True
-    store.Writer(path).block(0, masks, masks, np.array([0, 1]), np.array([0, 1]))
+    store.Writer(path).block(store.StoreUpdate(0, masks, masks, np.array([0, 1]), np.array([0, 1])))
 
     view = store.Stored(path)
     ds = store.open_store(path)
@@ -144,8 +146,9 @@ def test_open_store_indexes_exposures_by_file_and_selects_by_value(program, tmp_
     path = str(tmp_path / "s.zarr")
     umask = np.zeros(DETECTOR_SHAPE, dtype=bool)
     store.create(path, exposures, [("", "")] * 2, umask, {}, 1)
+    empty = np.zeros((2, *DETECTOR_SHAPE), bool)
     store.Writer(path).block(
-        0, *(np.zeros((2, *DETECTOR_SHAPE), bool),) * 2, np.array([3, 5]), np.array([7, 11])
+        store.StoreUpdate(0, empty, empty, np.array([3, 5]), np.array([7, 11]))
     )
     ds = store.open_store(path)
     names = [e.name for e in exposures]

@@ -26,7 +26,7 @@ from .methods import Block, Method, Scanned
 from .parameters import Parameters
 from .planner import BlockPlan, RunPlan
 from .reads import Reads
-from .sink import Flight, Handover, Store, StoreUpdate
+from .sink import Flight, Handover, Store
 from .thresholds import Window
 from .writers import Output, write_final, write_output
 
@@ -184,7 +184,7 @@ class Loop:
                 if a in (resume.WRITE, resume.STALE)
             ]
             n_source = np.array([np.count_nonzero(x) for x in sources])
-            handover.update = StoreUpdate(
+            handover.update = store_mod.StoreUpdate(
                 indices[0], sources, masks, n_source, n_masked, unwritten, scanned.digests
             )
         for k, i in enumerate(indices):

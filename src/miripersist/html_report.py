@@ -346,12 +346,70 @@ def render(
         A complete HTML document.
     """
     generated = generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    n = len(table)
+    params = info.get("parameters", {})
+    version = info.get("versions", {}).get("miripersist", "")
+    skipped = info.get("skipped", [])
     columns = [[label, tip, kind] for key, label, kind, tip in COLUMNS]
-    rows = []
+    parts = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>miripersist report: {html.escape(os.path.basename(info.get('store', '')))}"
+        "</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<header><h1>miripersist report</h1>",
+        f"<p class='sub'>{html.escape(info.get('store', ''))} &middot; made {generated}"
+        f"{' by miripersist ' + html.escape(version) if version else ''}</p></header>",
+        _cards(info, table),
+        "".join(f"<p class='warn'>{note}</p>" for note in _notes(info)),
+        "<h2 id='run'>The run</h2><div class='grid'>",
+        f"<div><h3>Parameters</h3>{_kv(_parameter_rows(params, info.get('user_mask', '')))}</div>",
+        f"<div>{_record(info)}</div>",
+        f"<div><h3>Versions</h3>{_kv(sorted(info.get('versions', {}).items()))}</div>",
+        "</div>",
+        "<h2 id='figures'>Figures</h2>",
+        "".join(_figure(*f) for f in figures),
+        "<h2 id='exposures-table'>Exposures</h2>",
+        TABLE_TOOLS,
+        "<noscript><p class='warn'>The table needs JavaScript; "
+        "persistence_report.ecsv beside this page has the same rows.</p></noscript>",
+        f"<div class='scroll'><table id='exposures' class='data'><thead><tr>{_head(params)}"
+        "</tr></thead><tbody></tbody></table></div>",
+        f"<h2 id='skipped'>Skipped inputs ({len(skipped)})</h2>",
+        _skipped(skipped),
+        "<footer>Made by <code>miripersist report</code>. The page is self-contained: it "
+        "loads nothing from the network. Output links are relative to this page.</footer>",
+        f"<script id='columns' type='application/json'>{_script_json(columns)}</script>",
+        f"<script id='rows' type='application/json'>{_script_json(_rows(table, links))}</script>",
+        f"<script>{SCRIPT}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+#: The exposure table's filter box and pager (the page's script drives them).
+TABLE_TOOLS = (
+    "<div class='tools'><input id='filter' type='search' "
+    "placeholder='filter: any text, e.g. SUB256 or F770W' aria-label='filter the table'>"
+    "<span class='pager'><button id='prev' type='button'>&lsaquo; previous</button> "
+    "<button id='next' type='button'>next &rsaquo;</button> <label>rows per page "
+    "<select id='page-size'>"
+    + "".join(
+        f"<option{' selected' if v == PAGE_SIZE else ''}>{v}</option>"
+        for v in (100, PAGE_SIZE, 1000, "all")
+    )
+    + "</select></label></span><span id='count'></span><span>click a column header to "
+    "sort; <a href='persistence_report.ecsv'>persistence_report.ecsv</a> has the same "
+    "table</span></div>"
+)
+
+
+def _rows(table: Table, links: Sequence[Sequence[tuple[str, str, bool]]]) -> list[list]:
+    """The exposure table's rows as the page's script takes them, one list per exposure."""
     data = {key: table[key] for key, *_ in COLUMNS if key in table.colnames}
-    for i in range(n):
-        row = []
+    rows = []
+    for i in range(len(table)):
+        row: list = []
         for key, *_ in COLUMNS:
             if key == "index":
                 row.append(i + 1)
@@ -366,11 +424,13 @@ def render(
             else:
                 row.append(_json_value(data[key][i]) if key in data else None)
         rows.append(row)
-    masked = int(np.sum(table["masked"])) if n else 0
-    params = info.get("parameters", {})
-    version = info.get("versions", {}).get("miripersist", "")
-    skipped = info.get("skipped", [])
+    return rows
+
+
+def _notes(info: dict) -> list[str]:
+    """Warnings for the top of the page: inputs skipped, exposures not complete."""
     notes = []
+    skipped = info.get("skipped", [])
     if skipped:
         notes.append(
             f"{len(skipped)} input{'s were' if len(skipped) > 1 else ' was'} left out of the "
@@ -382,24 +442,51 @@ def render(
             f"{info['incomplete']} exposures are not complete: the run stopped before them "
             "(run the same command again to finish); their masks read as empty here."
         )
-    last = info.get("last_run", {})
+    return notes
+
+
+def _cards(info: dict, table: Table) -> str:
+    """The headline figures: exposures, detectors, flags written, inputs skipped, mode."""
+    masked = int(np.sum(table["masked"])) if len(table) else 0
     cards = [
-        (n, "exposures"),
+        (len(table), "exposures"),
         (", ".join(f"{d} ({c})" for d, c in info.get("detectors", [])) or "-", "detectors"),
         (f"{masked:,}", "pixel flags written"),
-        (len(skipped), "inputs skipped"),
-        (params.get("mode", "?"), "mode"),
+        (len(info.get("skipped", [])), "inputs skipped"),
+        (info.get("parameters", {}).get("mode", "?"), "mode"),
     ]
+    return (
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><b>{html.escape(str(v))}</b><span>{html.escape(k)}</span></div>"
+            for v, k in cards
+        )
+        + "</div>"
+    )
+
+
+def _record(info: dict) -> str:
+    """The run's inputs, references and record (store, outputs, last run, mask, history)."""
     inputs = [(f"{c} files", d) for d, c in info.get("inputs", [])]
     refs = [(f"{c} exposures", r) for r, c in info.get("references", [])]
     others = [("store", info.get("store", "")), ("outputs", info.get("outputs", ""))]
-    if last:
-        others.append(("last run", ", ".join(f"{v} {k}" for k, v in last.items())))
+    if info.get("last_run"):
+        others.append(("last run", ", ".join(f"{v} {k}" for k, v in info["last_run"].items())))
     if info.get("user_mask"):
         others.append(("user mask", info["user_mask"]))
     if info.get("history"):
         others.append(("history", info["history"]))
-    skipped_html = (
+    return (
+        f"<h3>Inputs</h3>{_kv(inputs)}<h3 style='margin-top:1em'>SATURATION references"
+        f"</h3>{_kv(refs)}<h3 style='margin-top:1em'>Record</h3>{_kv(others)}"
+    )
+
+
+def _skipped(skipped: list[dict]) -> str:
+    """The inputs left out of the run, each with its problem."""
+    if not skipped:
+        return "<p class='sub'>No input was skipped.</p>"
+    return (
         "<table class='kv'>"
         + "".join(
             f"<tr><td class='mono'>{html.escape(str(item.get('path', '')))}</td>"
@@ -407,69 +494,19 @@ def render(
             for item in skipped
         )
         + "</table>"
-        if skipped
-        else "<p class='sub'>No input was skipped.</p>"
     )
+
+
+def _head(params: dict) -> str:
+    """The exposure table's header cells, the output column naming what was written."""
     kind_of_output = {"copy": "masked copy", "sidecar": "DQ sidecar"}.get(params.get("mode"), "")
-    head = "".join(
+    return "".join(
         f"<th class='{kind}' title='{html.escape(tip)}' scope='col' tabindex='0'>"
         f"{html.escape(label)}"
         + (f"<br>({kind_of_output})" if key == "output" and kind_of_output else "")
         + "</th>"
         for key, label, kind, tip in COLUMNS
     )
-    parts = [
-        "<!DOCTYPE html>",
-        "<html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>miripersist report: {html.escape(os.path.basename(info.get('store', '')))}"
-        "</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<header><h1>miripersist report</h1>",
-        f"<p class='sub'>{html.escape(info.get('store', ''))} &middot; made {generated}"
-        f"{' by miripersist ' + html.escape(version) if version else ''}</p></header>",
-        "<div class='cards'>"
-        + "".join(
-            f"<div class='card'><b>{html.escape(str(v))}</b><span>{html.escape(k)}</span></div>"
-            for v, k in cards
-        )
-        + "</div>",
-        "".join(f"<p class='warn'>{note}</p>" for note in notes),
-        "<h2 id='run'>The run</h2><div class='grid'>",
-        f"<div><h3>Parameters</h3>{_kv(_parameter_rows(params, info.get('user_mask', '')))}</div>",
-        f"<div><h3>Inputs</h3>{_kv(inputs)}<h3 style='margin-top:1em'>SATURATION references"
-        f"</h3>{_kv(refs)}<h3 style='margin-top:1em'>Record</h3>{_kv(others)}</div>",
-        f"<div><h3>Versions</h3>{_kv(sorted(info.get('versions', {}).items()))}</div>",
-        "</div>",
-        "<h2 id='figures'>Figures</h2>",
-        "".join(_figure(*f) for f in figures),
-        "<h2 id='exposures-table'>Exposures</h2>",
-        "<div class='tools'><input id='filter' type='search' "
-        "placeholder='filter: any text, e.g. SUB256 or F770W' aria-label='filter the table'>"
-        "<span class='pager'><button id='prev' type='button'>&lsaquo; previous</button> "
-        "<button id='next' type='button'>next &rsaquo;</button> <label>rows per page "
-        "<select id='page-size'>"
-        + "".join(
-            f"<option{' selected' if v == PAGE_SIZE else ''}>{v}</option>"
-            for v in (100, PAGE_SIZE, 1000, "all")
-        )
-        + "</select></label></span><span id='count'></span><span>click a column header to "
-        "sort; <a href='persistence_report.ecsv'>persistence_report.ecsv</a> has the same "
-        "table</span></div>",
-        "<noscript><p class='warn'>The table needs JavaScript; "
-        "persistence_report.ecsv beside this page has the same rows.</p></noscript>",
-        f"<div class='scroll'><table id='exposures' class='data'><thead><tr>{head}</tr></thead>"
-        "<tbody></tbody></table></div>",
-        f"<h2 id='skipped'>Skipped inputs ({len(skipped)})</h2>",
-        skipped_html,
-        "<footer>Made by <code>miripersist report</code>. The page is self-contained: it "
-        "loads nothing from the network. Output links are relative to this page.</footer>",
-        f"<script id='columns' type='application/json'>{_script_json(columns)}</script>",
-        f"<script id='rows' type='application/json'>{_script_json(rows)}</script>",
-        f"<script>{SCRIPT}</script>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)
 
 
 FIGURE_TEXT = {

@@ -14,7 +14,7 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dask
 import dask.array as da
@@ -320,70 +320,76 @@ def lazy_sources(
     -------
     dask.array.Array of bool, shape (ysize, xsize)
     """
-    ny, nx = exposure.ysize, exposure.xsize
     if exposure.groupdq is None and thresholds is None:
         raise ValueError(f"{exposure.path}: thresholds are needed for an exposure without GROUPDQ")
     if isinstance(thresholds, np.ndarray | Window):
         thresholds = dask.delayed(_window(thresholds), pure=True)
-    groups = groups_needed(exposure.ngroups, n_unsat_threshold)
-    # Naming the tasks from what decides them is much cheaper than hashing every argument,
-    # and raw tasks avoid dask.delayed's walk through the dataclass arguments.
-    name = (
-        "sources-"
-        + hashlib.sha1(
-            repr(
-                (
-                    exposure.fingerprint,
-                    exposure.path,
-                    n_unsat_threshold,
-                    n_pix_grow_sat,
-                    tuple(tile),
-                    getattr(thresholds, "key", None),
-                    all_integrations,
-                    integrations,
-                )
-            ).encode()
-        ).hexdigest()
-    )
-    row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
     which = tuple(
         integrations
         if integrations is not None
         else range(exposure.nints if all_integrations else 1)
     )
-    dsk = {}
-    for r, ys in enumerate(row_edges):
-        for c, xs in enumerate(col_edges):
-            if exposure.groupdq is not None:
-                task = (
-                    _tile_from_groupdq,
-                    exposure.path,
-                    exposure.groupdq,
-                    n_unsat_threshold,
-                    ys,
-                    xs,
-                    which,
-                )
-            else:
-                task = (
-                    _tile_from_ramp,
-                    exposure.path,
-                    exposure.sci,
-                    thresholds.key,
-                    groups,
-                    n_pix_grow_sat,
-                    ys,
-                    xs,
-                    which,
-                )
-            dsk[(name, r, c)] = task
-    deps = [thresholds] if exposure.groupdq is None else []
+    path = exposure.path
+    if exposure.groupdq is not None:
+        groupdq = exposure.groupdq
+
+        def task(ys: slice, xs: slice) -> tuple:
+            return (_tile_from_groupdq, path, groupdq, n_unsat_threshold, ys, xs, which)
+
+        dependency = None
+    else:
+        groups = groups_needed(exposure.ngroups, n_unsat_threshold)
+        key = thresholds.key  # type: ignore[union-attr]
+
+        def task(ys: slice, xs: slice) -> tuple:
+            return (_tile_from_ramp, path, exposure.sci, key, groups, n_pix_grow_sat, ys, xs, which)
+
+        dependency = thresholds
+    decided_by = (
+        exposure.fingerprint,
+        path,
+        n_unsat_threshold,
+        n_pix_grow_sat,
+        tuple(tile),
+        getattr(thresholds, "key", None),
+        all_integrations,
+        integrations,
+    )
+    return _tiled("sources-", decided_by, exposure, tile, task, dependency, bool)
+
+
+def _tiled(
+    prefix: str,
+    decided_by: tuple,
+    exposure: Exposure,
+    tile: Sequence[int],
+    task: Callable[[slice, slice], tuple],
+    dependency: Delayed | None,
+    dtype: type,
+    leading: tuple[int, ...] = (),
+) -> da.Array:
+    """A dask array of one raw task a detector tile, ``task(rows, columns)``.
+
+    Naming the tasks from what decides them (``decided_by``) is much cheaper than hashing
+    every argument, and raw tasks avoid dask.delayed's walk through the dataclass
+    arguments. ``leading`` are the sizes of unchunked axes before (y, x).
+    """
+    name = prefix + hashlib.sha1(repr(decided_by).encode()).hexdigest()
+    row_edges, col_edges = _edges(exposure.ysize, tile[0]), _edges(exposure.xsize, tile[1])
+    zeros = (0,) * len(leading)
+    dsk = {
+        (name, *zeros, r, c): task(ys, xs)
+        for r, ys in enumerate(row_edges)
+        for c, xs in enumerate(col_edges)
+    }
+    deps = [dependency] if dependency is not None else []
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     chunks = (
+        *((n,) for n in leading),
         tuple(e.stop - e.start for e in row_edges),
         tuple(e.stop - e.start for e in col_edges),
     )
-    return da.Array(graph, name, chunks, dtype=bool)
+    return da.Array(graph, name, chunks, dtype=dtype)
 
 
 def _raw_groups(
@@ -470,39 +476,13 @@ def lazy_first_saturated(
         )
     if isinstance(thresholds, np.ndarray | Window):
         thresholds = dask.delayed(_window(thresholds), pure=True)
-    ny, nx = exposure.ysize, exposure.xsize
-    name = (
-        "first-saturated-"
-        + hashlib.sha1(
-            repr(
-                (
-                    exposure.fingerprint,
-                    exposure.path,
-                    n_pix_grow_sat,
-                    tuple(tile),
-                    thresholds.key,
-                )
-            ).encode()
-        ).hexdigest()
+    path, key = exposure.path, thresholds.key
+
+    def task(ys: slice, xs: slice) -> tuple:
+        return (_first_saturated_tile, path, exposure.sci, key, n_pix_grow_sat, ys, xs)
+
+    decided_by = (exposure.fingerprint, path, n_pix_grow_sat, tuple(tile), key)
+    leading = (exposure.sci.shape[0],)
+    return _tiled(
+        "first-saturated-", decided_by, exposure, tile, task, thresholds, np.int16, leading
     )
-    row_edges, col_edges = _edges(ny, tile[0]), _edges(nx, tile[1])
-    dsk = {
-        (name, 0, r, c): (
-            _first_saturated_tile,
-            exposure.path,
-            exposure.sci,
-            thresholds.key,
-            n_pix_grow_sat,
-            ys,
-            xs,
-        )
-        for r, ys in enumerate(row_edges)
-        for c, xs in enumerate(col_edges)
-    }
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[thresholds])
-    chunks = (
-        (exposure.sci.shape[0],),
-        tuple(e.stop - e.start for e in row_edges),
-        tuple(e.stop - e.start for e in col_edges),
-    )
-    return da.Array(graph, name, chunks, dtype=np.int16)

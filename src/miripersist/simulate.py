@@ -503,7 +503,7 @@ def _ids(path: str) -> dict:
     return {**defaults, **ids}
 
 
-def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) -> None:  # noqa: PLR0915
+def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) -> None:
     """Add what a MAST uncal file carries besides: program, visit, target, pointing, times."""
     ids = _ids(path)
     mrs = _MRS.get(detector)
@@ -512,9 +512,7 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         template = "MIRI Medium Resolution Spectroscopy"
     expnum = int(ids["exp"])
     bary, helio = _bary_delay(times.start)
-    tdb = (TT_UTC + bary) / SECONDS_PER_DAY
-    day = 1.0 / SECONDS_PER_DAY
-    visit_start = times.start - 900.0 * day
+    visit_start = times.start - 900.0 * (1.0 / SECONDS_PER_DAY)
     meta.update(
         origin="STSCI",
         time_sys="UTC",
@@ -530,110 +528,173 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         nwfsest=times.start + 0.9,
         compress=False,
     )
-    meta["program"] = {
-        "title": "Synthetic MIRI program (miripersist)",
-        "pi_name": "Persistence, Pat",
-        "category": "GO",
-        "sub_category": "UNKNOWN",
-        "science_category": "Galaxies",
-        "continuation_id": 0,
+    meta["program"] = dict(_PROGRAM)
+    meta["observation"].update(_observation(ids, times, template))
+    meta["visit"] = {
+        **_VISIT,
+        "start_time": _iso(visit_start, sep=" ", digits=7),
+        "total_exposures": max(4, expnum),
     }
+    meta["target"] = dict(_TARGET)
+    meta["instrument"].update(_INSTRUMENT)
+    if coronagraph and not mrs:
+        meta["instrument"]["coronagraph"] = coronagraph
+    tdb = (TT_UTC + bary) / SECONDS_PER_DAY
+    meta["exposure"].update(_exposure(times, detector, expnum, tdb))
+    meta["dither"] = _dither(expnum, mrs)
+    meta["ephemeris"] = {**_EPHEMERIS, "time": times.mid}
+    aperture = mrs[1] if mrs else f"MIRIM_{subarray}"
+    meta["aperture"] = {"name": aperture, "pps_name": aperture, "position_angle": _ROLL - 5.0}
+    meta["velocity_aberration"] = {
+        "va_ra_ref": _RA + 2.1e-3,
+        "va_dec_ref": _DEC - 1.3e-3,
+        "scale_factor": 1.0000412,
+    }
+    meta["time"] = _time(times, bary, helio)
+    meta["guidestar"] = _guidestar(times, visit_start)
+    meta["pointing"] = {"ra_v1": _RA - 0.0921, "dec_v1": _DEC + 0.0714, "pa_v3": _ROLL}
+    meta["coordinates"] = {"reference_frame": "ICRS"}
+    meta["wcsinfo"] = _wcsinfo(subarray, mrs)
+    meta["bunit_data"] = "DN"
+
+
+_PROGRAM = {
+    "title": "Synthetic MIRI program (miripersist)",
+    "pi_name": "Persistence, Pat",
+    "category": "GO",
+    "sub_category": "UNKNOWN",
+    "science_category": "Galaxies",
+    "continuation_id": 0,
+}
+
+_VISIT = {
+    "engineering_quality": "OK",
+    "engdb_pointing_quality": "CALCULATED_FULLVA",
+    "type": "PRIME_TARGETED_FIXED",
+    "start_time": "",
+    "status": "SUCCESSFUL",
+    "total_exposures": 4,
+    "internal_target": False,
+    "too_visit": False,
+    "tsovisit": False,
+    "exp_only": False,
+    "crowded_field": False,
+}
+
+_TARGET = {
+    "proposer_name": "PERSISTENCE-FIELD",
+    "catalog_name": "UDF",
+    "type": "FIXED",
+    "category": "Galaxy",
+    "description": "Deep field; Galaxies",
+    "ra": _RA,
+    "dec": _DEC,
+    "ra_uncertainty": 0.01,
+    "dec_uncertainty": 0.01,
+    "proper_motion_ra": 0.0,
+    "proper_motion_dec": 0.0,
+    "proper_motion_epoch": "2000.0",
+    "proposer_ra": _RA,
+    "proposer_dec": _DEC,
+    "source_type_apt": "EXTENDED",
+}
+
+_INSTRUMENT = {
+    "miri_fpe_side": "A",
+    "miri_ice_side": "A",
+    "ccc_state": "OPEN",
+    "lamp_state": "OFF",
+    "lamp_mode": "NONE",
+}
+
+_EPHEMERIS = {
+    "reference_frame": "EME2000",
+    "type": "Definitive",
+    "time": 0.0,
+    "spatial_x_bary": -1.3e8,
+    "spatial_y_bary": 6.9e7,
+    "spatial_z_bary": 2.9e7,
+    "velocity_x_bary": -14.6,
+    "velocity_y_bary": -24.8,
+    "velocity_z_bary": -10.9,
+    "spatial_x_geo": -1.24e9,
+    "spatial_y_geo": 7.3e8,
+    "spatial_z_geo": 3.1e8,
+    "velocity_x_geo": 420.0,
+    "velocity_y_geo": -310.0,
+    "velocity_z_geo": -95.0,
+}
+
+#: Dither offsets (arcsec) of the four positions of the pattern.
+_OFFSETS = {1: (-0.54, 0.37), 2: (0.61, -0.48), 3: (-0.29, -0.73), 4: (0.86, 0.55)}
+
+
+def _observation(ids: dict, times, template: str) -> dict:
+    """The observation's identifiers, dates and template."""
     program, obs, visit = ids["program"], ids["obs"], ids["visit"]
     activity = ids["group"] + ids["seq"] + ids["act"]
-    meta["observation"].update(
-        date_beg=_iso(times.start),
-        date_end=_iso(times.end),
-        obs_id=f"V{program}{obs}{visit}P00000000{activity}",
-        visit_id=f"{program}{obs}{visit}",
-        program_number=program,
-        observation_number=obs,
-        visit_number=visit,
-        visit_group=ids["group"],
-        sequence_id=ids["seq"],
-        activity_id=ids["act"],
-        exposure_number=str(expnum),
-        bkgdtarg=False,
-        template=template,
-        observation_label="persistence field",
-        observation_folder="Observation Folder",
-    )
-    meta["visit"] = {
-        "engineering_quality": "OK",
-        "engdb_pointing_quality": "CALCULATED_FULLVA",
-        "type": "PRIME_TARGETED_FIXED",
-        "start_time": _iso(visit_start, sep=" ", digits=7),
-        "status": "SUCCESSFUL",
-        "total_exposures": max(4, expnum),
-        "internal_target": False,
-        "too_visit": False,
-        "tsovisit": False,
-        "exp_only": False,
-        "crowded_field": False,
+    return {
+        "date_beg": _iso(times.start),
+        "date_end": _iso(times.end),
+        "obs_id": f"V{program}{obs}{visit}P00000000{activity}",
+        "visit_id": f"{program}{obs}{visit}",
+        "program_number": program,
+        "observation_number": obs,
+        "visit_number": visit,
+        "visit_group": ids["group"],
+        "sequence_id": ids["seq"],
+        "activity_id": ids["act"],
+        "exposure_number": str(int(ids["exp"])),
+        "bkgdtarg": False,
+        "template": template,
+        "observation_label": "persistence field",
+        "observation_folder": "Observation Folder",
     }
-    meta["target"] = {
-        "proposer_name": "PERSISTENCE-FIELD",
-        "catalog_name": "UDF",
-        "type": "FIXED",
-        "category": "Galaxy",
-        "description": "Deep field; Galaxies",
-        "ra": _RA,
-        "dec": _DEC,
-        "ra_uncertainty": 0.01,
-        "dec_uncertainty": 0.01,
-        "proper_motion_ra": 0.0,
-        "proper_motion_dec": 0.0,
-        "proper_motion_epoch": "2000.0",
-        "proposer_ra": _RA,
-        "proposer_dec": _DEC,
-        "source_type_apt": "EXTENDED",
+
+
+def _exposure(times, detector: str, expnum: int, tdb: float) -> dict:
+    """The exposure's counts, TDB times and readout settings beyond those jwst needs."""
+    return {
+        "count": expnum,
+        "prime_parallel": "PRIME",
+        "start_time_tdb": times.start + tdb,
+        "mid_time_tdb": times.mid + tdb,
+        "end_time_tdb": times.end + tdb,
+        "miri_fsw_ngroups": times.ngroups,
+        "miri_fsw_nframes": 1,
+        "frame_divisor": 1,
+        "drop_frames1": 0,
+        "drop_frames3": 0,
+        "nsamples": 1,
+        "sample_time": 10.0,
+        "effective_exposure_time": times.exposure_time,
+        "elapsed_exposure_time": times.duration,
+        "nresets_at_start": NRSTSTRT,
+        "nresets_between_ints": NRESETS,
+        "zero_frame": False,
+        "data_problem": False,
+        "sca_num": SCA_NUM.get(detector, 493),
+        "datamode": DATAMODE,
+        "clock_adjust_rate": 0.0,
+        "start_time_eng": _iso(times.start),
+        "osf_file": _osf_name(times.start - 0.25),
     }
-    instrument = meta["instrument"]
-    instrument.update(
-        miri_fpe_side="A",
-        miri_ice_side="A",
-        ccc_state="OPEN",
-        lamp_state="OFF",
-        lamp_mode="NONE",
-    )
-    if coronagraph and not mrs:
-        instrument["coronagraph"] = coronagraph
-    meta["exposure"].update(
-        count=expnum,
-        prime_parallel="PRIME",
-        start_time_tdb=times.start + tdb,
-        mid_time_tdb=times.mid + tdb,
-        end_time_tdb=times.end + tdb,
-        miri_fsw_ngroups=times.ngroups,
-        miri_fsw_nframes=1,
-        frame_divisor=1,
-        drop_frames1=0,
-        drop_frames3=0,
-        nsamples=1,
-        sample_time=10.0,
-        effective_exposure_time=times.exposure_time,
-        elapsed_exposure_time=times.duration,
-        nresets_at_start=NRSTSTRT,
-        nresets_between_ints=NRESETS,
-        zero_frame=False,
-        data_problem=False,
-        sca_num=SCA_NUM.get(detector, 493),
-        datamode=DATAMODE,
-        clock_adjust_rate=0.0,
-        start_time_eng=_iso(times.start),
-        osf_file=_osf_name(times.start - 0.25),
-    )
+
+
+def _dither(expnum: int, mrs) -> dict:
+    """The exposure's place in a four-point pattern."""
     position = (expnum - 1) % 4 + 1
-    offsets = {1: (-0.54, 0.37), 2: (0.61, -0.48), 3: (-0.29, -0.73), 4: (0.86, 0.55)}
-    meta["dither"] = {
+    dx, dy = _OFFSETS[position]
+    dither = {
         "primary_type": "4-POINT" if mrs else "CYCLING",
         "pattern_start": 1,
         "total_points": 4,
         "position_number": position,
         "pattern_size": "SMALL" if not mrs else "N/A",
-        "x_offset": offsets[position][0],
-        "y_offset": offsets[position][1],
-        "dithered_ra": _RA + offsets[position][0] / 3600.0,
-        "dithered_dec": _DEC + offsets[position][1] / 3600.0,
+        "x_offset": dx,
+        "y_offset": dy,
+        "dithered_ra": _RA + dx / 3600.0,
+        "dithered_dec": _DEC + dy / 3600.0,
         "total_cycling_points": 4,
         "direction": "NONE",
         "optimized_for": "NONE",
@@ -648,36 +709,14 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         "spatial_offset": 0.0,
     }
     if mrs:
-        meta["dither"]["primary_channel"] = "ALL"
-        xref, yref, v2, v3 = None, None, mrs[2], mrs[3]
-        aperture = mrs[1]
-    else:
-        xref, yref, v2, v3 = _SIAF[subarray]
-        aperture = f"MIRIM_{subarray}"
-    meta["ephemeris"] = {
-        "reference_frame": "EME2000",
-        "type": "Definitive",
-        "time": times.mid,
-        "spatial_x_bary": -1.3e8,
-        "spatial_y_bary": 6.9e7,
-        "spatial_z_bary": 2.9e7,
-        "velocity_x_bary": -14.6,
-        "velocity_y_bary": -24.8,
-        "velocity_z_bary": -10.9,
-        "spatial_x_geo": -1.24e9,
-        "spatial_y_geo": 7.3e8,
-        "spatial_z_geo": 3.1e8,
-        "velocity_x_geo": 420.0,
-        "velocity_y_geo": -310.0,
-        "velocity_z_geo": -95.0,
-    }
-    meta["aperture"] = {"name": aperture, "pps_name": aperture, "position_angle": _ROLL - 5.0}
-    meta["velocity_aberration"] = {
-        "va_ra_ref": _RA + 2.1e-3,
-        "va_dec_ref": _DEC - 1.3e-3,
-        "scale_factor": 1.0000412,
-    }
-    meta["time"] = {
+        dither["primary_channel"] = "ALL"
+    return dither
+
+
+def _time(times, bary: float, helio: float) -> dict:
+    """Barycentric and heliocentric corrections and the corrected times."""
+    day = 1.0 / SECONDS_PER_DAY
+    return {
         "barycentric_correction": bary,
         "barycentric_expstart": times.start + bary * day,
         "barycentric_expmid": times.mid + bary * day,
@@ -687,7 +726,12 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         "heliocentric_expmid": times.mid + helio * day,
         "heliocentric_expend": times.end + helio * day,
     }
-    meta["guidestar"] = {
+
+
+def _guidestar(times, visit_start: float) -> dict:
+    """The guide star and its acquisition, timed from the visit's start."""
+    day = 1.0 / SECONDS_PER_DAY
+    return {
         "gs_order": 1,
         "gs_start_time": _iso(visit_start + 60 * day, sep=" ", digits=7),
         "gs_stop_time": _iso(visit_start + 420 * day, sep=" ", digits=7),
@@ -714,8 +758,14 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         "gs_ideal_y": -7.2216,
         "gs_acq_exec_stat": "SUCCESSFUL",
     }
-    meta["pointing"] = {"ra_v1": _RA - 0.0921, "dec_v1": _DEC + 0.0714, "pa_v3": _ROLL}
-    meta["coordinates"] = {"reference_frame": "ICRS"}
+
+
+def _wcsinfo(subarray: str, mrs) -> dict:
+    """The frame's WCS keywords: reference point, rotation and footprint (imaging)."""
+    if mrs:
+        xref, yref, v2, v3 = None, None, mrs[2], mrs[3]
+    else:
+        xref, yref, v2, v3 = _SIAF[subarray]
     wcs = {
         "v2_ref": v2,
         "v3_ref": v3,
@@ -755,8 +805,7 @@ def _archive_meta(meta: dict, path: str, detector: str, subarray: str, times) ->
         dec = _DEC + scale * (wcs["pc2_1"] * dx + wcs["pc2_2"] * dy)
         corners = " ".join(f"{a:.9f} {d:.9f}" for a, d in zip(ra, dec, strict=True))
         wcs["s_region"] = f"POLYGON ICRS  {corners}"
-    meta["wcsinfo"] = wcs
-    meta["bunit_data"] = "DN"
+    return wcs
 
 
 def _group_table(times: ExposureTimes, first: int, here: int, nx: int, ny: int) -> np.ndarray:

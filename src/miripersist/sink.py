@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
+from .store import StoreUpdate
 
 #: A write of one output file: its path, or None when the file already held it.
 Write = Callable[[], "str | None"]
@@ -29,33 +29,11 @@ Write = Callable[[], "str | None"]
 class Store(Protocol):
     """What the sink needs of the store (:class:`miripersist.store.Writer`)."""
 
-    def block(
-        self,
-        start: int,
-        sources: np.ndarray,
-        masks: np.ndarray,
-        n_source: np.ndarray,
-        n_masked: np.ndarray,
-        unwritten: list[int],
-        digests: list[str],
-    ) -> None:
-        """Store a block of exposures from index ``start``; clear ``unwritten``'s marks."""
+    def block(self, update: StoreUpdate) -> None:
+        """Store a block of exposures; clear the ``written`` marks of its ``unwritten``."""
 
     def written(self, indices: list[int]) -> None:
         """Mark the outputs of these exposures as written."""
-
-
-@dataclass(frozen=True)
-class StoreUpdate:
-    """A block as the store keeps it (the arguments of :meth:`Store.block`)."""
-
-    start: int
-    sources: np.ndarray
-    masks: np.ndarray
-    n_source: np.ndarray
-    n_masked: np.ndarray
-    unwritten: list[int]
-    digests: list[str]
 
 
 @dataclass
@@ -85,15 +63,7 @@ def store_then_write(
     In this order, so that outputs to be rewritten lose their ``written`` mark first.
     """
     if update is not None:
-        store.block(
-            update.start,
-            update.sources,
-            update.masks,
-            update.n_source,
-            update.n_masked,
-            update.unwritten,
-            update.digests,
-        )
+        store.block(update)
     return make(writes) if writes else []
 
 

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -317,6 +318,34 @@ def replace(new: str, path: str) -> None:
         os.rename(new, path)
 
 
+@dataclass(frozen=True)
+class StoreUpdate:
+    """Consecutive exposures' results, as the store keeps them (:meth:`Writer.block`).
+
+    Attributes
+    ----------
+    start : int
+        Store index of the first exposure.
+    sources, masks : numpy.ndarray
+        (exposure, y, x) bool: each exposure's sources and its mask.
+    n_source, n_masked : numpy.ndarray
+        Per exposure: the pixels that are sources, and those masked in its output.
+    unwritten : list of int
+        Store indices whose outputs are about to be rewritten.
+    digests : list of str
+        What the outputs hold beyond the masks (a method's group-level results), per
+        exposure; empty when the method has none.
+    """
+
+    start: int
+    sources: np.ndarray
+    masks: np.ndarray
+    n_source: np.ndarray
+    n_masked: np.ndarray
+    unwritten: Sequence[int] = ()
+    digests: Sequence[str] = field(default_factory=list)
+
+
 class Writer:
     """Region writes into a store made by :func:`create`, straight through zarr.
 
@@ -366,33 +395,24 @@ class Writer:
             column[where] = values
             self._put(name)
 
-    def block(
-        self,
-        start: int,
-        sources: np.ndarray,
-        masks: np.ndarray,
-        n_source: np.ndarray,
-        n_masked: np.ndarray,
-        unwritten: Sequence[int] = (),
-        digests: Sequence[str] = (),
-    ) -> None:
-        """Write consecutive exposures' arrays, then mark them complete.
+    def block(self, update: StoreUpdate) -> None:
+        """Write a block's arrays (:class:`StoreUpdate`), then mark its exposures complete.
 
-        ``unwritten`` (store indices) are the exposures whose outputs are about to be
-        rewritten: they lose their ``written`` mark first, so that a run killed after this
-        update but before the files are in place rewrites them when resumed. ``digests``
-        say what the outputs hold beyond the masks (a method's group-level results).
+        The update's ``unwritten`` exposures lose their ``written`` mark first, so that a
+        run killed after this update but before their files are in place rewrites them
+        when resumed.
         """
-        stop = start + len(sources)
+        start = update.start
+        stop = start + len(update.sources)
         with self._lock:
-            if len(unwritten):
-                self._set("written", np.asarray(unwritten), False)
-            self.arrays["source"][start:stop] = sources
-            self.arrays["mask"][start:stop] = masks
-            self._set("n_source", slice(start, stop), n_source)
-            self._set("n_masked", slice(start, stop), n_masked)
-            if len(digests) and "result_sha256" in self.columns:
-                self._set("result_sha256", slice(start, stop), np.asarray(digests))
+            if len(update.unwritten):
+                self._set("written", np.asarray(update.unwritten), False)
+            self.arrays["source"][start:stop] = update.sources
+            self.arrays["mask"][start:stop] = update.masks
+            self._set("n_source", slice(start, stop), update.n_source)
+            self._set("n_masked", slice(start, stop), update.n_masked)
+            if len(update.digests) and "result_sha256" in self.columns:
+                self._set("result_sha256", slice(start, stop), np.asarray(update.digests))
             # Only after the arrays: a crash in between leaves the exposures incomplete.
             self._set("complete", slice(start, stop), True)
 
