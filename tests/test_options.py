@@ -32,6 +32,8 @@ GIVEN = {
     "integrations": "all",
     "dilate": 1,
     "history": ["/old/persistence.zarr"],
+    "memory": "/m/detector-memory",
+    "lookback": 0.5,
     "verify_checksums": True,
     "skip_bad": True,
     "overwrite": True,

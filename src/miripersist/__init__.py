@@ -14,6 +14,8 @@ __all__ = [
     "Parameters",
     "PersistenceMaskStep",
     "__version__",
+    "add_to_memory",
+    "memory_status",
     "run",
 ]
 
@@ -29,8 +31,10 @@ def __getattr__(name: str):
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             globals()["__version__"] = "0.0.0"
         return globals()["__version__"]
-    if name in ("Parameters", "run"):
+    if name in ("Parameters", "run", "add_to_memory"):
         return getattr(importlib.import_module(".engine", __name__), name)
+    if name == "memory_status":
+        return importlib.import_module(".remember", __name__).status
     if name in ("simulate", "report"):
         return importlib.import_module(f".{name}", __name__)
     if name == "PersistenceMaskStep":

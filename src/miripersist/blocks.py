@@ -214,7 +214,8 @@ class Loop:
     def outputs(self, i: int, applied: np.ndarray, n_masked: int, payload: tuple) -> list[Output]:
         """Exposure ``i``'s output files, described, in the order the plan names them."""
         exposure, finals = self.plan.exposures[i], iter(self.plan.outputs[i])
-        kinds = self.rule.traits.writes[self.params.mode]
+        # A run of the store only (no outputs planned) writes no kind.
+        kinds = self.rule.traits.writes[self.params.mode] if self.plan.outputs[i] else ()
         mask = self.where.pack(applied)
         return [
             Output(kind, next(finals), f, mask, n_masked, payload[j].get(kind) if payload else None)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from . import registry, rulenames
 from .errors import ConfigError, MiripersistError
-from .options import OPTIONS, Option, split
+from .options import BY_NAME, OPTIONS, Option, split
 from .paths import local_path
 
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             "default window and flags, and the files it writes in each --mode.",
         )
     )
+    _add_memory(sub)
     _add_simulate(sub)
     return parser
 
@@ -165,6 +166,53 @@ def _add_demo(sub) -> None:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_debug(demo)
+
+
+#: The options of ``memory add``: those that shape sources, and how inputs are read.
+MEMORY_ADD = (
+    "saturation_refs",
+    "method",
+    "n_unsat_threshold",
+    "n_pix_grow_sat",
+    "integrations",
+    "dilate",
+    "skip_bad",
+    "verify_checksums",
+)
+
+
+def _add_memory(sub) -> None:
+    memory = sub.add_parser(
+        "memory",
+        help="the detector memory: add exposures to it, or say what it holds",
+        description="The detector memory (run --memory PATH) keeps, per detector, the "
+        "sources of every exposure runs have seen, so that persistence from earlier programs "
+        "is masked too.",
+    )
+    what = memory.add_subparsers(dest="memory_command", required=True)
+    add = what.add_parser(
+        "add",
+        help="put exposures into the memory, writing no outputs",
+        description="Compute the sources of INPUTs (other programs' files, a day of the "
+        "detector's calibration exposures) and put them into the memory, with the "
+        "parameters that shape them; runs with --memory then mask with them.",
+    )
+    add.add_argument("inputs", nargs="+", metavar="INPUT", help="as run's")
+    add.add_argument(
+        "--memory", required=True, metavar="PATH", help="the memory (made when missing)"
+    )
+    for name in MEMORY_ADD:
+        option = BY_NAME[name]
+        add.add_argument(option.cli, dest=option.name, **_argparse_keys(option))
+    add.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_debug(add)
+    status = what.add_parser(
+        "status",
+        help="what the memory covers per detector, and which recorded runs are stale",
+    )
+    status.add_argument("path", metavar="PATH", help="the memory")
+    status.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    _add_debug(status)
 
 
 def _add_simulate(sub) -> None:
@@ -334,6 +382,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_memory(args: argparse.Namespace) -> int:
+    if args.memory_command == "status":
+        return _memory_status(args)
+    local_path(args.memory, "--memory")
+    with _importing("miripersist.engine"):
+        from . import engine
+        from .progress import ProgressBar
+
+    fields, keywords = split({name: getattr(args, name) for name in MEMORY_ADD})
+    added = engine.add_to_memory(
+        args.inputs,
+        args.memory,
+        params=engine.Parameters(**fields),
+        progress=ProgressBar(not args.quiet),
+        **keywords,
+    )
+    print(f"{args.memory}: {added} exposure{'s' if added != 1 else ''} added")
+    return 0
+
+
+def _memory_status(args: argparse.Namespace) -> int:
+    local_path(args.path, "the memory")
+    from .remember import status
+
+    found = status(args.path)
+    if args.json:
+        import json
+
+        print(json.dumps(found, indent=2))
+        return 0
+    print(format_status(found))
+    return 0
+
+
+def format_status(found: dict) -> str:
+    """``memory status`` as text: a line per detector, then a line per recorded run."""
+    lines = [f"{found['memory']}: {found['entries']} entries"]
+    for detector, d in found["detectors"].items():
+        programs = ", ".join(d["programs"]) or "-"
+        lines.append(
+            f"  {detector}: {d['exposures']} exposures, {d['start']} to {d['end']}, "
+            f"programs {programs}"
+        )
+    for run in found["runs"]:
+        state = f"STALE ({len(run['stale'])} exposures to add)" if run["stale"] else "up to date"
+        lines.append(f"  run {run['output_dir']} ({run['exposures']} exposures): {state}")
+    return "\n".join(lines)
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     directory = local_path(args.directory, "the directory")
     from .simulate import example_program
@@ -438,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _cmd_demo,
             "methods": _cmd_methods,
             "simulate": _cmd_simulate,
+            "memory": _cmd_memory,
         }[args.command](args)
     except MiripersistError as exc:
         return fail(str(exc), exc.exit_code)

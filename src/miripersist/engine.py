@@ -10,6 +10,7 @@ reads, scans and hands each block to the sink (:mod:`miripersist.blocks`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from .options import BY_NAME, checked
 from .parameters import Parameters
 from .paths import local_path, local_paths, optional_path
 from .planner import Request, RunPlan, check_store_path, make_plan
+from .recall import default_lookback
+from .remember import discard, remember, scratch
 from .thresholds import assign_references
 from .usermask import read_user_mask
 
@@ -96,6 +99,8 @@ def run(
     history: str | None = None,
     skip_bad: bool = False,
     verify_checksums: bool = False,
+    memory: str | None = None,
+    lookback: float | str | None = None,
 ) -> xr.Dataset:
     """Mask persistence in a set of MIRI uncal files.
 
@@ -129,6 +134,14 @@ def run(
         stopping; their saturation is not propagated.
     verify_checksums : bool
         Verify every input's CHECKSUM/DATASUM keywords first (reads whole files).
+    memory : str, optional
+        The detector memory (:mod:`miripersist.memory`; made when missing): its exposures
+        on this run's detectors mask this run's like its own, those that ended within
+        ``lookback`` before a detector's first exposure here and those between its own.
+        This run's exposures join it.
+    lookback : float or str, optional
+        Days (or a duration such as ``"10h"``); default 24 hours, or the window when it is
+        finite and longer.
 
     Returns
     -------
@@ -153,6 +166,8 @@ def run(
         history,
         skip_bad,
         verify_checksums,
+        memory,
+        lookback,
     )
     return store_mod.open_store(run_request(request, progress))
 
@@ -168,6 +183,8 @@ def resolve(
     history: str | os.PathLike | Sequence | None = None,
     skip_bad: bool = False,
     verify_checksums: bool = False,
+    memory: str | os.PathLike | None = None,
+    lookback: float | str | None = None,
 ) -> Request:
     """What :func:`run` is asked, resolved: paths made absolute, inputs found and read.
 
@@ -195,6 +212,19 @@ def resolve(
     store = optional_path(store, "--store")
     user_mask = optional_path(user_mask, "--user-mask")
     history = optional_path(one_history(history), "--history")
+    memory = optional_path(memory, "--memory")
+    if memory is not None and not params.rule.traits.remembers:
+        raise ConfigError(
+            f"--memory does not apply to --method {params.rule.name}: what it carries between "
+            "exposures is not sources; chain its runs with --history"
+        )
+    lookback_days = checked(BY_NAME["lookback"], lookback)
+    if lookback_days is None:
+        lookback_days = default_lookback(params.window_days)
+    elif memory is None:
+        raise ConfigError("--lookback applies with --memory only")
+    elif not lookback_days >= 0:  # type: ignore[operator]
+        raise ConfigError(f"--lookback must not be negative, not {lookback}")
     found, skipped = inventory(discover(inputs), skip_bad, verify_checksums)
     references = assign_references(found, saturation_refs)
     found, references, more = _check_windows(found, references, skip_bad)
@@ -213,6 +243,8 @@ def resolve(
         user_mask_path=user_mask,
         history=history,
         overwrite=overwrite,
+        memory=memory,
+        lookback_days=float(lookback_days),  # type: ignore[arg-type]
     )
 
 
@@ -250,10 +282,13 @@ def _finish(plan: RunPlan, request: Request, counts: dict[str, int], stale: list
             "last_run": counts,
             "skipped": [{"path": p, "problem": why} for p, why in request.skipped],
             "history": request.history or "",
+            "memory": _memory_words(request.memory, len(plan.recalled)),
         },
     )
     if plan.target != request.store:
         store_mod.replace(plan.target, request.store)
+    if request.memory is not None:
+        remember(plan, request, request.memory)
     if stale:
         names = [o for i in stale for o in plan.outputs[i]]
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
@@ -263,3 +298,59 @@ def _finish(plan: RunPlan, request: Request, counts: dict[str, int], stale: list
             "give those inputs again, or start afresh with --overwrite"
         )
     return request.store
+
+
+def _memory_words(memory: str | None, recalled: int) -> str:
+    """The memory as the store records it: its path, and how many of its exposures masked."""
+    if memory is None:
+        return ""
+    return f"{memory} ({recalled} exposure{'s' if recalled != 1 else ''} of it masked this run)"
+
+
+def add_to_memory(
+    inputs: str | Sequence[str],
+    memory: str | os.PathLike,
+    saturation_refs: str | Sequence[str] = (),
+    params: Parameters | None = None,
+    skip_bad: bool = False,
+    verify_checksums: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Put exposures into the detector memory without writing outputs.
+
+    For other programs' files, or a day of the detector's calibration exposures, that
+    later runs with ``memory=`` should mask with. Their sources are computed as a run's
+    (a run of the store only, in a hidden directory beside the memory, removed after).
+
+    Parameters
+    ----------
+    inputs, saturation_refs, params, skip_bad, verify_checksums, progress
+        As :func:`run`'s. Only the parameters that shape sources matter.
+    memory : str
+        The memory (made when missing).
+
+    Returns
+    -------
+    int
+        The entries that were not in the memory yet.
+    """
+    path = local_path(memory, "--memory")
+    work = scratch(path)
+    try:
+        request = resolve(
+            inputs,
+            work,
+            saturation_refs,
+            params,
+            skip_bad=skip_bad,
+            verify_checksums=verify_checksums,
+            memory=path,
+        )
+        # Planned without the memory: sources do not depend on what came before.
+        request = dataclasses.replace(request, memory=None, write_outputs=False)
+        with run_lock.exclusive(work, request.store):
+            plan = make_plan(request)
+            scan_blocks(plan, request.params, request.user_mask, progress)
+            return remember(plan, request, path, command="memory add").added
+    finally:
+        discard(work)

@@ -226,7 +226,7 @@ def page_info(ds: xr.Dataset, store: str, outputs: str) -> dict:
     dict
         Keys ``store``, ``outputs``, ``parameters``, ``versions``, ``inputs`` (input
         directories and how many exposures each), ``references`` (SATURATION references and
-        how many exposures each), ``user_mask``, ``history``, ``last_run``, ``skipped``,
+        how many exposures each), ``user_mask``, ``history``, ``memory``, ``last_run``, ``skipped``,
         ``incomplete`` (exposures the run has not finished), ``detectors``.
     """
     paths = ds["path"].values.astype(str)
@@ -255,6 +255,7 @@ def page_info(ds: xr.Dataset, store: str, outputs: str) -> dict:
         "references": sorted(refs.items()),
         "user_mask": str(ds.attrs.get("user_mask", "") or ""),
         "history": str(ds.attrs.get("history", "") or ""),
+        "memory": str(ds.attrs.get("memory", "") or ""),
         "last_run": dict(ds.attrs.get("last_run", {}) or {}),
         "skipped": list(ds.attrs.get("skipped", []) or []),
         "incomplete": int(np.sum(~complete.astype(bool))),
@@ -476,6 +477,8 @@ def _record(info: dict) -> str:
         others.append(("user mask", info["user_mask"]))
     if info.get("history"):
         others.append(("history", info["history"]))
+    if info.get("memory"):
+        others.append(("memory", info["memory"]))
     return (
         f"<h3>Inputs</h3>{_kv(inputs)}<h3 style='margin-top:1em'>SATURATION references"
         f"</h3>{_kv(refs)}<h3 style='margin-top:1em'>Record</h3>{_kv(others)}"

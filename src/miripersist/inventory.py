@@ -101,6 +101,9 @@ class Exposure:
     date_obs: str = ""
     time_obs: str = ""
     band: str = ""
+    program: str = ""
+    observation: str = ""
+    visit: str = ""
     size: int = 0
     mtime_ns: int = 0
     header_sha256: str = ""
@@ -545,6 +548,9 @@ def _describe(path, stat, primary, sci_hdr, sci, groupdq, pixeldq_hdus, digest) 
         date_obs=text("DATE-OBS"),
         time_obs=text("TIME-OBS"),
         band=text("BAND"),
+        program=text("PROGRAM"),
+        observation=text("OBSERVTN"),
+        visit=text("VISIT"),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         header_sha256=digest,

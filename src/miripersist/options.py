@@ -194,6 +194,24 @@ OPTIONS: tuple[Option, ...] = (
         metavar="STORE",
     ),
     Option(
+        "memory",
+        "path",
+        "detector memory (a directory, made when missing): its exposures on this run's "
+        "detectors mask this run's too, those before it within the lookback and those "
+        "between its own; this run's exposures join it",
+        parameter=False,
+        metavar="PATH",
+    ),
+    Option(
+        "lookback",
+        "duration",
+        "with --memory: how long before a detector's first exposure here the memory's "
+        "exposures may have ended and still mask it",
+        default_words="24h, or the window when it is finite and longer",
+        parameter=False,
+        metavar="DURATION",
+    ),
+    Option(
         "verify_checksums",
         "bool",
         "verify CHECKSUM/DATASUM of every input first (reads every byte)",

@@ -31,8 +31,21 @@ from .inventory import (
     read_exposure,
 )
 from .kinds import PIXEL_MASKS, file_names
+from .memory import Memory
+from .methods import Past
 from .options import option_name, window_words
 from .parameters import Parameters
+from .recall import (
+    LOOKBACK_DAYS,
+    Entry,
+    Own,
+    Recalled,
+    first_exposures,
+    mjd_iso,
+    reach,
+    recall,
+    source_key,
+)
 from .writeback import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -73,6 +86,12 @@ class Request:
         As the user named them.
     overwrite : bool
         Start afresh.
+    memory : str or None
+        The detector memory, as the user named it.
+    lookback_days : float
+        How long before a detector's first exposure a memory's entry may have ended.
+    write_outputs : bool
+        False: the store only (sources and masks), no output files (``memory add``).
     """
 
     exposures: tuple[Exposure, ...]
@@ -85,6 +104,9 @@ class Request:
     user_mask_path: str | None
     history: str | None
     overwrite: bool
+    memory: str | None = None
+    lookback_days: float = LOOKBACK_DAYS
+    write_outputs: bool = True
 
     def readable(self) -> list[str]:
         """Every file the run reads: its inputs, then their SATURATION references."""
@@ -140,6 +162,8 @@ class RunPlan:
     output_dir : str
     start : mapping of str to object
         Each detector's state before its first exposure (:meth:`Method.begin`).
+    recalled : tuple of str
+        The identities of the memory's entries the run masks with.
     """
 
     exposures: tuple[Exposure, ...]
@@ -155,6 +179,7 @@ class RunPlan:
     target: str
     output_dir: str
     start: Mapping[str, object]
+    recalled: tuple[str, ...] = ()
 
 
 def make_plan(request: Request) -> RunPlan:
@@ -183,8 +208,14 @@ def make_plan(request: Request) -> RunPlan:
     rule, params = request.params.rule, request.params
     retained = tuple(entry.retained for entry in order.entries)
     _refuse(rule.name, rule.traits, params.mode, exposures, retained, request.user_mask)
-    start = rule.begin(exposures, request.history, params)
-    outputs = output_paths(exposures, request.output_dir, params)
+    recalled = recall_memory(request, exposures, references)
+    past = Past(request.history, request.memory, recalled.entries)
+    start = rule.begin(exposures, past, params)
+    outputs = (
+        output_paths(exposures, request.output_dir, params)
+        if request.write_outputs
+        else [()] * len(exposures)
+    )
     claimed = _claim(request, previous, stored, outputs)
     target = request.store
     if previous is None or not order.in_place:
@@ -205,7 +236,59 @@ def make_plan(request: Request) -> RunPlan:
         target=target,
         output_dir=request.output_dir,
         start=start,
+        recalled=tuple(recalled.used),
     )
+
+
+def recall_memory(request: Request, exposures: Sequence[Exposure], references: list) -> Recalled:
+    """The memory's entries that mask this run's exposures, with their pixels; warnings.
+
+    Says in one line how many entries within reach were left out and why, and, per
+    detector, when the lookback reaches before the first exposure the memory holds there.
+    """
+    own = [Own(e.name, e.detector, e.start_mjd, e.mid_mjd) for e in exposures]
+    found: list[Entry] = []
+    memory = None
+    if request.memory is not None and os.path.exists(request.memory):
+        memory = Memory(request.memory)
+        found = memory.entries(reach(own, request.lookback_days))
+    digests: dict[str, set[str]] = {}
+    for e, r in zip(exposures, references, strict=True):
+        digests.setdefault(e.detector, set()).add(r.sha256 if r is not None else "")
+    key = source_key(request.params)
+    recalled = recall(found, own, key, digests, request.lookback_days)
+    if request.memory is not None:
+        _warn_of_memory(request, recalled, own, memory.since if memory is not None else {})
+    if memory is None or not recalled.used:
+        return recalled
+    entries = {d: tuple(memory.with_pixels(chosen)) for d, chosen in recalled.entries.items()}
+    return Recalled(entries, recalled.left_out)
+
+
+def _warn_of_memory(
+    request: Request, recalled: Recalled, own: list[Own], since: Mapping[str, float]
+) -> None:
+    """Entries left out, and detectors whose lookback reaches before what the memory holds."""
+    if recalled.left_out:
+        why = "; ".join(f"{n} {reason}" for reason, n in sorted(recalled.left_out.items()))
+        log.warning(
+            "%s: %d entries within reach left out (%s): they are not this run's kind of source",
+            request.memory,
+            sum(recalled.left_out.values()),
+            why,
+        )
+    for detector, first in sorted(first_exposures(own).items()):
+        back = first.start_mjd - request.lookback_days
+        held = since.get(detector)
+        if held is None or held > back:
+            log.warning(
+                "%s: the lookback reaches back to %s on %s, but the memory holds %s: "
+                "persistence from exposures before that is not masked",
+                request.memory,
+                mjd_iso(back),
+                detector,
+                f"its exposures from {mjd_iso(held)} only" if held is not None else "none",
+            )
 
 
 def _blocks(exposures: Sequence[Exposure], batch: int) -> tuple[BlockPlan, ...]:

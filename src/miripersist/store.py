@@ -82,8 +82,8 @@ def package_versions() -> dict[str, str]:
 FORMAT: dict[str, Any] = {"zarr_format": 2}
 
 
-def _column(values: list, dtype=None) -> np.ndarray:
-    # As xarray makes a coordinate of a list: strings fixed width, at least one character.
+def column(values: list, dtype=None) -> np.ndarray:
+    """A list as xarray makes a coordinate of it: strings fixed width, one character or more."""
     out = np.array(values, dtype=dtype)
     return out.astype("<U1") if out.dtype.kind == "U" and out.dtype.itemsize == 0 else out
 
@@ -111,9 +111,9 @@ def create(
     """
     n = len(exposures)
     rows = [e.as_row() for e in exposures]
-    coords = {key: _column([r[key] for r in rows]) for key in EXPOSURE_COORDS}
-    coords["saturation_ref"] = _column([r[0] for r in references], dtype=str)
-    coords["saturation_ref_sha256"] = _column([r[1] for r in references], dtype=str)
+    coords = {key: column([r[key] for r in rows]) for key in EXPOSURE_COORDS}
+    coords["saturation_ref"] = column([r[0] for r in references], dtype=str)
+    coords["saturation_ref_sha256"] = column([r[1] for r in references], dtype=str)
     listed = " ".join(sorted(coords))
     per_exposure = {
         "n_source": np.zeros(n, dtype=np.int64),
@@ -134,10 +134,10 @@ def create(
     whole = (max(n, 1),)
     arrays: dict[str, dict] = {}
     for name, values in coords.items():
-        arrays[name] = _spec(values, ("exposure",), whole)
+        arrays[name] = array_spec(values, ("exposure",), whole)
     for name, values in per_exposure.items():
-        arrays[name] = _spec(values, ("exposure",), whole, coordinates=listed)
-    arrays["user_mask"] = _spec(user_mask.astype(bool), ("y", "x"), "auto")
+        arrays[name] = array_spec(values, ("exposure",), whole, coordinates=listed)
+    arrays["user_mask"] = array_spec(user_mask.astype(bool), ("y", "x"), "auto")
     for name, text in descriptions.items():
         # No chunk is written: an unwritten chunk reads as False until its block is stored.
         arrays[name] = {
@@ -154,12 +154,15 @@ def create(
     attributes = {
         key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()
     }
-    _uninterrupted(_skeleton, tmp, attributes, arrays)
+    _uninterrupted(write_group, tmp, attributes, arrays)
     replace(tmp, path)
 
 
-def _spec(data: np.ndarray, dims: tuple[str, ...], chunks, **attributes) -> dict:
-    # As xarray encodes a variable: NaN fill for floats, dimension names in the attributes.
+def array_spec(data: np.ndarray, dims: tuple[str, ...], chunks, **attributes) -> dict:
+    """:func:`write_group`'s arguments for an array, encoded as xarray encodes a variable.
+
+    NaN fill for floats, the dimension names in the attributes.
+    """
     return {
         "data": data,
         "chunks": chunks,
@@ -168,7 +171,7 @@ def _spec(data: np.ndarray, dims: tuple[str, ...], chunks, **attributes) -> dict
     }
 
 
-def _skeleton(path: str, attributes: dict, arrays: dict[str, dict]) -> None:
+def write_group(path: str, attributes: dict, arrays: dict[str, dict]) -> None:
     """Write a group with ``attributes`` and ``arrays`` (name: create_array's arguments).
 
     The arrays are created from a few threads at once: each is a few small files, and a

@@ -160,6 +160,10 @@ def format_summary(
             f"\n{_count(len(skipped), 'input')} left out (their saturation is not propagated):"
         )
         lines += [f"  {item['problem']}" for item in skipped]
-    named = {**(where or {}), "history": ds.attrs.get("history") or ""}
+    named = {
+        **(where or {}),
+        "history": ds.attrs.get("history") or "",
+        "memory": ds.attrs.get("memory") or "",
+    }
     lines += [f"{what}: {path}" for what, path in named.items() if path]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import io
 import itertools
 import mmap
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -36,16 +37,16 @@ def _tmp_prefix() -> str:
     return f".tmp-{socket.gethostname()}-{os.getpid()}-"
 
 
-def remove_stale_temporaries(directory: str) -> list[str]:
-    """Delete temporary files that runs on this host left behind when they were killed.
+def remove_stale_temporaries(directory: str, suffix: str = ".fits") -> list[str]:
+    """Delete temporaries (``suffix``: files; ``""``: directories too) that runs left.
 
-    Only files of processes that no longer exist are touched, so a concurrent run's
-    temporaries are safe.
+    Only those of processes on this host that no longer exist are touched, so a
+    concurrent run's temporaries are safe.
     """
     removed = []
     host = f".tmp-{socket.gethostname()}-"
     for name in os.listdir(directory):
-        if not (name.startswith(host) and name.endswith(".fits")):
+        if not (name.startswith(host) and name.endswith(suffix)):
             continue
         try:
             pid = int(name[len(host) :].split("-", 1)[0])
@@ -55,9 +56,13 @@ def remove_stale_temporaries(directory: str) -> list[str]:
             pass
         except (ValueError, PermissionError):
             continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, name))
-            removed.append(name)
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        removed.append(name)
     return removed
 
 

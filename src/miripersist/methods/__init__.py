@@ -8,7 +8,7 @@ package outside miripersist adds one without a change here.
 
 from __future__ import annotations
 
-from .base import Block, Final, Method, Options, Scanned, Traits
+from .base import Block, Final, Method, Options, Past, Scanned, Traits
 from .windowed import Windowed
 
-__all__ = ["Block", "Final", "Method", "Options", "Scanned", "Traits", "Windowed"]
+__all__ = ["Block", "Final", "Method", "Options", "Past", "Scanned", "Traits", "Windowed"]

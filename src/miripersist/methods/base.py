@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..inventory import Exposure
     from ..parameters import Parameters
     from ..reads import Reads
+    from ..recall import Entry
 
 #: Per ``--mode``, the outputs of each input file of a rule that flags pixels.
 PIXEL_OUTPUTS: Mapping[str, tuple[Kind, ...]] = MappingProxyType(
@@ -77,10 +78,14 @@ class Traits:
         reads every exposure on every run).
     writes : mapping of str to tuple of Kind
         Per ``--mode``, the outputs made for each input file (segment), in order.
+    remembers : bool
+        Whether the detector memory can keep what the rule carries: its sources, pixels
+        that mask for a window (:mod:`miripersist.memory`).
     """
 
     reuses_sources: bool = True
     writes: Mapping[str, tuple[Kind, ...]] = field(default_factory=lambda: PIXEL_OUTPUTS)
+    remembers: bool = True
 
 
 @dataclass
@@ -145,6 +150,27 @@ class Scanned:
         n = len(self.masks)
         self.digests = self.digests or [""] * n
         self.payloads = self.payloads or [()] * n
+
+
+@dataclass(frozen=True)
+class Past:
+    """What a run knows of its detectors' past beyond its own inputs (:meth:`Method.begin`).
+
+    Attributes
+    ----------
+    history : str or None
+        ``--history``: an earlier run's store (or, for a rule with a state of its own, that
+        state's file).
+    memory : str or None
+        ``--memory``: the detector memory's path.
+    recalled : mapping of str to tuple of Entry
+        Per detector, the memory's entries that mask this run's exposures, in scan order,
+        with their pixels (:func:`miripersist.recall.recall`).
+    """
+
+    history: str | None = None
+    memory: str | None = None
+    recalled: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -218,14 +244,15 @@ class Method(ABC):
                 raise ConfigError(f"{option_name(name)} does not apply to --method {self.name}")
 
     def begin(
-        self, exposures: Sequence[Exposure], history: str | None, params: Parameters
+        self, exposures: Sequence[Exposure], past: Past, params: Parameters
     ) -> dict[str, object]:
-        """Each detector's state before its first exposure, from ``--history`` or empty.
+        """Each detector's state before its first exposure, from what the run knows before.
 
-        Here: a rule that carries nothing refuses a history.
+        Here: a rule that carries nothing refuses a history and a memory.
         """
-        if history is not None:
-            raise ConfigError(f"--history does not apply to --method {self.name}")
+        for given, option in ((past.history, "--history"), (past.memory, "--memory")):
+            if given is not None:
+                raise ConfigError(f"{option} does not apply to --method {self.name}")
         return {e.detector: None for e in exposures}
 
     def finish(self, carries: dict[str, object], params: Parameters) -> list[Final]:

@@ -28,7 +28,7 @@ from ..kinds import Kind
 from ..saturation import NEVER
 from ..statefile import FINAL_STATE, last_filenames, read_state, state_entry
 from ..windows import expire, flag_groups
-from .base import Block, Final, Method, Options, Scanned, Traits
+from .base import Block, Final, Method, Options, Past, Scanned, Traits
 
 if TYPE_CHECKING:
     from ..inventory import Exposure
@@ -64,6 +64,8 @@ class Pipeline(Method):
         writes=MappingProxyType(
             {"copy": (Kind.GROUPDQ_COPY, Kind.STATE_FILE), "sidecar": (Kind.STATE_FILE,)}
         ),
+        # Its state is each pixel's window end, from group times: not sources a memory keeps.
+        remembers=False,
     )
 
     def check(self, params: Parameters) -> None:
@@ -121,7 +123,7 @@ class Pipeline(Method):
         return Scanned(masks, carry, digests, payloads)
 
     def begin(
-        self, exposures: Sequence[Exposure], history: str | None, params: Parameters
+        self, exposures: Sequence[Exposure], past: Past, params: Parameters
     ) -> dict[str, object]:
         """Window ends (Unix seconds, 0 for none), full frame: from ``--history`` or none.
 
@@ -135,6 +137,7 @@ class Pipeline(Method):
         carries: dict[str, object] = {
             e.detector: State(np.zeros(DETECTOR_SHAPE)) for e in exposures
         }
+        history = past.history
         if history is None:
             return carries
         seconds = pers_time(params)
