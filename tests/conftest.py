@@ -230,3 +230,44 @@ def mixed_program(tmp_path_factory):
         nints=(1, 2),
         seed=8,
     )
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real SLURM (tests/slurm.py), started for the session and stopped by its PIDs."""
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (.[test] has it)")
+    from slurm import Slurm, missing
+
+    lacking = missing()
+    if lacking:
+        pytest.skip(f"no SLURM here ({', '.join(lacking)}): apt-get install slurm-wlm munge")
+    running = Slurm.start()
+    yield running
+    running.stop()
+
+
+#: A site's dask-jobqueue settings, as an HPC centre writes them in jobqueue.yaml: small
+#: one-core jobs on the test SLURM's partition, workers on loopback.
+JOBQUEUE_YAML = """\
+jobqueue:
+  slurm:
+    cores: 1
+    processes: 1
+    memory: 1GB
+    interface: lo
+    queue: debug
+    walltime: "00:20:00"
+    death-timeout: 30
+"""
+
+
+@pytest.fixture(scope="session")
+def site(slurm, tmp_path_factory) -> dict[str, str]:
+    """The environment of a user of the test SLURM: SLURM_CONF, and DASK_CONFIG's jobqueue.yaml.
+
+    The SLURM's own commands (its jobs) get it too.
+    """
+    config = tmp_path_factory.mktemp("dask-config")
+    (config / "jobqueue.yaml").write_text(JOBQUEUE_YAML)
+    slurm.env["DASK_CONFIG"] = str(config)
+    return slurm.env

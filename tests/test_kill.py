@@ -1,7 +1,8 @@
 """SIGKILL at every point of fresh, incremental and in-place runs; the same command then finishes.
 
-A child process runs the engine with one step replaced by a wrapper that kills the
-process (SIGKILL: no handler, no cleanup) at that point. The same command is then run
+A child process runs the engine, on local threads or on a local cluster of worker
+processes (whose workers write the files), with one step replaced by a wrapper that kills
+the run's processes (SIGKILL: no handler, no cleanup) at that point. The same command is then run
 again, and its outputs and store must equal a fresh run's, with nothing left behind.
 """
 
@@ -27,58 +28,78 @@ CHILD = textwrap.dedent(
     import json, os, signal, sys
 
     import miripersist.engine as engine
-    import miripersist.store as store
-    import miripersist.writeback as writeback
-    import miripersist.writers as writers
-    from miripersist.kinds import Kind
 
     args = json.loads(sys.argv[1])
-    point = args["point"]
 
-    def die():
-        os.kill(os.getpid(), signal.SIGKILL)
+    def install(point, store_path, counter):
+        # In the run's process, and on a cluster in every worker's too: a worker's kill
+        # takes the whole process group (the run, its workers), as a batch system's does.
+        import miripersist.store as store
+        import miripersist.writeback as writeback
+        import miripersist.writers as writers
+        from miripersist.kinds import Kind
 
-    if point == "store-update":  # after the first block's arrays are stored, before files
-        real_block = store.Writer.block
+        def die():
+            os.killpg(os.getpgid(0), signal.SIGKILL)
 
-        def block(self, *a, **k):
-            real_block(self, *a, **k)
-            die()
+        if point == "store-update":  # after the first block's arrays are stored, before files
+            real_block = store.Writer.block
 
-        store.Writer.block = block
-    elif point == "file-start":  # as the first output is about to be written
-        for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
-            writers.WRITERS[kind] = lambda *a, **k: die()
-    elif point == "mid-file":  # the first output's bytes written, not yet synced or renamed
-        writeback.os.fsync = lambda fd: die()
-    elif point == "after-files":  # three outputs in place, the rest not
-        real_write, done = writers.write_pixel_mask, []
-
-        def write(*a, **k):
-            out = real_write(*a, **k)
-            done.append(out)
-            if len(done) == 3:
+            def block(self, *a, **k):
+                real_block(self, *a, **k)
                 die()
-            return out
 
-        for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
-            writers.WRITERS[kind] = write
-    elif point == "swap":  # between the two renames that put a new store in place
-        real_rename = store.os.rename
+            store.Writer.block = block
+        elif point == "file-start":  # as the first output is about to be written
+            for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
+                writers.WRITERS[kind] = lambda *a, **k: die()
+        elif point == "mid-file":  # the first output's bytes written, not yet synced or renamed
+            writeback.os.fsync = lambda fd: die()
+        elif point == "after-files":  # three outputs in place, the rest not
+            real_write = writers.write_pixel_mask
 
-        def rename(src, dst):
-            if ".new-" in os.path.basename(str(src)) and str(dst) == args["store"]:
-                die()
-            real_rename(src, dst)
+            def write(*a, **k):
+                out = real_write(*a, **k)
+                # Counted in a file: on a cluster, several processes write.
+                with open(counter, "a") as fh:
+                    fh.write("+ ")
+                with open(counter) as fh:
+                    if len(fh.read().split()) >= 3:
+                        die()
+                return out
 
-        store.os.rename = rename
-    engine.run(
-        args["inputs"],
-        args["out"],
-        [args["ref"]],
-        engine.Parameters(mode=args["mode"], batch=2),
-        history=args["history"],
-    )
+            for kind in (Kind.PIXELDQ_COPY, Kind.DQ_SIDECAR):
+                writers.WRITERS[kind] = write
+        elif point == "swap":  # between the two renames that put a new store in place
+            real_rename = store.os.rename
+
+            def rename(src, dst):
+                if ".new-" in os.path.basename(str(src)) and str(dst) == store_path:
+                    die()
+                real_rename(src, dst)
+
+            store.os.rename = rename
+
+    def go():
+        engine.run(
+            args["inputs"],
+            args["out"],
+            [args["ref"]],
+            engine.Parameters(mode=args["mode"], batch=2),
+            history=args["history"],
+        )
+
+    install(args["point"], args["store"], args["counter"])
+    if args["where"] == "threads":
+        go()
+    else:
+        from distributed import Client, LocalCluster
+
+        if __name__ == "__main__":
+            with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+                with Client(c) as client:
+                    client.run(install, args["point"], args["store"], args["counter"])
+                    go()
     """
 )
 
@@ -120,11 +141,16 @@ KINDS = ("fresh", "incremental", "in-place")
 POINTS = ("store-update", "file-start", "mid-file", "after-files", "swap")
 
 
-@pytest.mark.parametrize("mode", ["copy", "sidecar"])
+#: Where the killed run works: local threads, both modes; a cluster of worker processes
+#: (whose workers write the files), sidecars.
+WHERE = [("threads", "copy"), ("threads", "sidecar"), ("cluster", "sidecar")]
+
+
+@pytest.mark.parametrize(("where", "mode"), WHERE)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_anywhere_the_same_command_finishes_as_a_fresh_run(
-    tmp_path, tmp_path_factory, visits, mode, kind, point
+    tmp_path, tmp_path_factory, visits, where, mode, kind, point
 ):
     if point == "swap" and kind != "incremental":
         pytest.skip("only a run that grows the store swaps a new one in")
@@ -147,9 +173,14 @@ def test_killed_anywhere_the_same_command_finishes_as_a_fresh_run(
         "mode": mode,
         "history": history,
         "store": store,
+        "where": where,
+        "counter": str(tmp_path / "writes"),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(child)], capture_output=True, timeout=300
+        [sys.executable, "-c", CHILD, json.dumps(child)],
+        capture_output=True,
+        timeout=300,
+        start_new_session=True,  # its own process group, which the kill takes whole
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
 

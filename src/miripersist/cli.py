@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Sequence
 
 from . import registry, rulenames
+from .batch import FLAGS as BATCH_FLAGS
+from .batch import SYSTEMS, Batch
 from .errors import ConfigError, MiripersistError
 from .options import BY_NAME, OPTIONS, Option, split
 from .paths import local_path
@@ -117,6 +119,14 @@ def _add_cluster(run: argparse.ArgumentParser) -> None:
         metavar="N",
         help="start a local cluster of N worker processes",
     )
+    where.add_argument(
+        "--cluster",
+        choices=tuple(SYSTEMS),
+        metavar="SYSTEM",
+        help=f"submit worker jobs to a batch system through dask-jobqueue ({', '.join(SYSTEMS)}), "
+        "configured as dask-jobqueue reads it (jobqueue.yaml, DASK_JOBQUEUE__... variables); "
+        "the jobs end with the run",
+    )
     dist.add_argument(
         "--threads-per-worker",
         type=_positive,
@@ -128,9 +138,17 @@ def _add_cluster(run: argparse.ArgumentParser) -> None:
         type=_duration,
         default=None,
         metavar="DURATION",
-        help="with --scheduler or --scheduler-file, how long to wait for a first worker "
-        "(e.g. 10m while a batch system starts them; default 60s)",
+        help="with --scheduler, --scheduler-file or --cluster, how long to wait for a first "
+        "worker (e.g. 10m while a batch system starts them; default 60s, 10m for --cluster)",
     )
+    _add_jobs(run)
+
+
+def _add_jobs(run: argparse.ArgumentParser) -> None:
+    jobs = run.add_argument_group("worker jobs, with --cluster (default: as jobqueue.yaml says)")
+    for name, (flag, metavar, words) in BATCH_FLAGS.items():
+        kind = _positive if metavar == "N" else str
+        jobs.add_argument(flag, dest=f"batch_{name}", type=kind, metavar=metavar, help=words)
 
 
 def _add_report(sub) -> None:
@@ -267,16 +285,23 @@ def _add_debug(subparser: argparse.ArgumentParser) -> None:
     )
 
 
-def _local_threads(client) -> contextlib.AbstractContextManager:
-    """The threaded scheduler named outright, when no dask client can be in this process.
+def _dask_config(client, wait_days: float | None) -> contextlib.AbstractContextManager:
+    """The run's dask configuration: its wait for lost workers, or local threads.
 
-    With no scheduler in dask's configuration, every ``dask.compute`` imports distributed
-    to look for a client (0.2-0.3 s, a sixth of a one-exposure run). The choice is the
-    same: with neither ``client`` nor distributed imported, there is no client to find.
+    On a cluster, ``--wait-for-workers`` is also how long a run whose workers are all lost
+    waits for one to join. Without one, the threaded scheduler is named outright: with no
+    scheduler in dask's configuration, every ``dask.compute`` imports distributed to look
+    for a client (0.2-0.3 s, a sixth of a one-exposure run). The choice is the same: with
+    neither ``client`` nor distributed imported, there is no client to find.
     """
+    import dask
+
+    if client is not None and wait_days is not None:
+        from .execute import WAIT_KEY
+
+        return dask.config.set({WAIT_KEY: wait_days * 86400.0})
     if client is not None or "distributed" in sys.modules:
         return contextlib.nullcontext()
-    import dask
     import dask.threaded
 
     return dask.config.set(scheduler=dask.threaded.get)
@@ -324,8 +349,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.workers,
         args.threads_per_worker,
         wait_for_workers=None if args.wait_for_workers is None else args.wait_for_workers * 86400.0,
+        batch=_batch(args),
+        log_level=logging.ERROR if args.debug else logging.CRITICAL,
     )
-    with _local_threads(client):
+    with _dask_config(client, args.wait_for_workers):
         try:
             if client is not None:
                 link = dashboard(client)
@@ -347,10 +374,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _check_cluster_options(args: argparse.Namespace) -> None:
     if args.threads_per_worker is not None and args.workers is None:
         raise ConfigError("--threads-per-worker is for a local cluster: give --workers N too")
-    if args.wait_for_workers is not None and args.scheduler is None and args.scheduler_file is None:
+    running = (args.scheduler, args.scheduler_file, args.cluster)
+    if args.wait_for_workers is not None and all(v is None for v in running):
         raise ConfigError(
-            "--wait-for-workers is for a running scheduler: give --scheduler or --scheduler-file"
+            "--wait-for-workers is for a cluster's workers: give --scheduler, --scheduler-file "
+            "or --cluster"
         )
+    for name, (flag, _, _) in BATCH_FLAGS.items():
+        if getattr(args, f"batch_{name}") is not None and args.cluster is None:
+            raise ConfigError(f"{flag} is for worker jobs: give --cluster SYSTEM too")
+
+
+def _batch(args: argparse.Namespace) -> Batch | None:
+    """The worker jobs the command line asks for, or None."""
+    if args.cluster is None:
+        return None
+    given = {name: getattr(args, f"batch_{name}") for name in BATCH_FLAGS}
+    return Batch(args.cluster, **{k: v for k, v in given.items() if v is not None})
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Sequence
 
+from .batch import WAIT_FOR_JOBS, Batch, start
 from .errors import ConfigError, MiripersistError
 
 #: How long a run waits for a first worker of a running scheduler, by default (s).
@@ -26,12 +27,14 @@ def connect(
     workers: int | None = None,
     threads_per_worker: int | None = None,
     wait_for_workers: float | None = None,
+    batch: Batch | None = None,
+    log_level: int = logging.ERROR,
 ):
     """Return a ``distributed.Client`` for the options given, or None for the local default.
 
     Dask's own log lines (cluster start and stop, worker chatter, advice about optional
     packages) are kept off the console: they read like failures and are not this tool's to
-    say. Errors still show.
+    say. Those of ``log_level`` and above still show.
 
     Parameters
     ----------
@@ -43,60 +46,120 @@ def connect(
     workers, threads_per_worker : int, optional
         Start a local cluster of worker processes.
     wait_for_workers : float, optional
-        Seconds to wait for a running scheduler's first worker (default
-        :data:`WAIT_FOR_WORKERS`); a batch system may still be starting them.
+        Seconds to wait for a first worker: of a running scheduler (default
+        :data:`WAIT_FOR_WORKERS`), or of ``batch``'s jobs (default
+        :data:`miripersist.batch.WAIT_FOR_JOBS`).
+    batch : Batch, optional
+        Worker jobs to submit to a batch system; :func:`disconnect` ends them.
+    log_level : int
+        The least level of dask's log lines that show (the command line shows only
+        critical ones, as a lost scheduler or lost workers stop a run with a line of its own;
+        with ``--debug``, errors too).
 
     Raises
     ------
     ConfigError
         If a count is below 1, or the scheduler cannot be reached.
     MiripersistError
-        If no worker joins a running scheduler in time.
+        If no worker joins in time.
     """
-    if scheduler is None and scheduler_file is None and workers is None:
+    if scheduler is None and scheduler_file is None and workers is None and batch is None:
         return None
     for name, value in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
         whole = isinstance(value, int) and not isinstance(value, bool)
         if value is not None and not (whole and value >= 1):
             raise ConfigError(f"{name} must be a whole number of 1 or more, not {value!r}")
-    from distributed import Client, LocalCluster
+    import distributed  # noqa: F401  (its import sets its loggers' levels: set them after)
 
-    for name in ("distributed", "tornado", "asyncio", "bokeh"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
+    _quiet(("distributed", "tornado", "asyncio", "bokeh", "dask_jobqueue"), log_level)
+    where = (
+        scheduler or scheduler_file or (f"--cluster {batch.system}" if batch else "local cluster")
+    )
     try:
-        if scheduler is not None or scheduler_file is not None:
-            if scheduler_file is not None and not os.path.exists(scheduler_file):
-                raise ConfigError(f"{scheduler_file}: no such scheduler file")
-            client = Client(scheduler, scheduler_file=scheduler_file, timeout="30s")
-            _wait_for_a_worker(
-                client,
-                scheduler or scheduler_file,
-                WAIT_FOR_WORKERS if wait_for_workers is None else wait_for_workers,
+        if batch is not None:
+            return _batch_client(
+                batch, WAIT_FOR_JOBS if wait_for_workers is None else wait_for_workers
             )
-            return client
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker or 1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-        return Client(cluster)
+        if scheduler is not None or scheduler_file is not None:
+            return _running(scheduler, scheduler_file, wait_for_workers)
+        return _local(workers, threads_per_worker)
     except (OSError, TimeoutError) as exc:
-        where = scheduler or scheduler_file or "local cluster"
         raise ConfigError(f"{where}: cannot connect to the dask scheduler ({exc})") from None
 
 
-def _wait_for_a_worker(client, where: str, seconds: float) -> None:
+def _quiet(roots: Sequence[str], level: int) -> None:
+    """Show only ``level`` and above of these loggers, and of those below them with a level.
+
+    distributed's configuration gives some of its loggers levels of their own
+    (``distributed.client``: warning), which their parent's would not override.
+    """
+    below = tuple(f"{r}." for r in roots)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith(below) and isinstance(logger, logging.Logger) and logger.level:
+            logger.setLevel(level)
+    for name in roots:
+        logging.getLogger(name).setLevel(level)
+
+
+def _running(scheduler: str | None, scheduler_file: str | None, wait: float | None):
+    """A client of a running scheduler, once it has a worker."""
+    from distributed import Client
+
+    if scheduler_file is not None and not os.path.exists(scheduler_file):
+        raise ConfigError(f"{scheduler_file}: no such scheduler file")
+    client = Client(scheduler, scheduler_file=scheduler_file, timeout="30s")
+    where = scheduler or scheduler_file or ""
+    _wait_for_a_worker(client, where, WAIT_FOR_WORKERS if wait is None else wait)
+    return client
+
+
+def _local(workers: int | None, threads_per_worker: int | None):
+    """A client of a new local cluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker or 1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    return Client(cluster)
+
+
+def _batch_client(batch: Batch, wait: float):
+    """A client of a new dask-jobqueue cluster, once one of its jobs' workers has joined.
+
+    The cluster is closed (its jobs cancelled) if anything fails before the client is
+    handed back.
+    """
+    from distributed import Client
+
+    cluster = start(batch)
+    try:
+        client = Client(cluster)
+        _wait_for_a_worker(client, f"--cluster {batch.system}", wait, JOBS_QUEUED)
+    except BaseException:
+        cluster.close()
+        raise
+    return client
+
+
+#: What to do when no worker has joined in time.
+START_WORKERS = "start workers, or wait longer for a batch system's with --wait-for-workers"
+JOBS_QUEUED = (
+    "its jobs may still be queued: the queue tells why; or wait longer with --wait-for-workers"
+)
+
+
+def _wait_for_a_worker(client, where: str, seconds: float, hint: str = START_WORKERS) -> None:
     """Return once the scheduler has a worker; else close ``client`` and say so in one line."""
     try:
         client.wait_for_workers(1, timeout=seconds)
     except TimeoutError:
         client.close()
         raise MiripersistError(
-            f"{where}: the dask scheduler has no worker (none joined in {seconds:g} s); "
-            "start workers, or wait longer for a batch system's with --wait-for-workers"
+            f"{where}: the dask scheduler has no worker (none joined in {seconds:g} s); {hint}"
         ) from None
 
 

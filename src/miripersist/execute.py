@@ -15,8 +15,9 @@ import math
 import operator
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ import dask
 import dask.array as da
 import dask.core
 import numpy as np
+
+from .errors import MiripersistError
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -129,12 +132,97 @@ def on_cluster(lazy: list) -> list:
     graph: dict = {}
     for part in parts:
         graph.update(part.__dask_graph__())
-    results = default_client().get(graph, [part.__dask_keys__() for part in parts])
+    client = default_client()
+    futures = client.get(graph, [part.__dask_keys__() for part in parts], sync=False)
+    results = watched(client, futures)
     done = []
     for part, result in zip(parts, results, strict=True):
         finalise, extra = part.__dask_postcompute__()
         done.append(finalise(result, *extra))
     return done
+
+
+#: dask's configuration key: how long a run waits, with every worker lost, for one to join
+#: again before it stops (s); :data:`WAIT_FOR_WORKERS` when unset.
+WAIT_KEY = "miripersist.wait-for-workers"
+WAIT_FOR_WORKERS = 60.0
+
+#: How often the client looks at the scheduler's workers while a computation runs (s).
+POLL = 1.0
+
+
+def watched(client, futures: list) -> list:
+    """The results of ``futures`` (nested lists), watching that the cluster still works on them.
+
+    A worker lost mid-run costs only its tasks, which the scheduler gives to the others.
+    With none left for the configured wait (:data:`WAIT_KEY`), or the scheduler gone, the
+    run stops with one line naming what was lost; the store and the files written so far
+    stay, so the same command resumes.
+    """
+    from distributed import KilledWorker, wait
+
+    flat = list(dask.core.flatten(futures))
+    seen = set(_workers(client))
+    alone_since: float | None = None
+    patience = float(dask.config.get(WAIT_KEY, WAIT_FOR_WORKERS))
+    while True:
+        try:
+            wait(flat, timeout=POLL)
+            return client.gather(futures)
+        except TimeoutError:
+            pass
+        except (CancelledError, OSError):
+            # Cancelled: the scheduler is gone, or so are the workers that held scattered data.
+            _workers(client)
+            raise MiripersistError(_lost(client, seen, "")) from None
+        except KilledWorker as exc:
+            raise MiripersistError(
+                f"{client.scheduler.address}: every worker that ran a task died in it "
+                f"({exc.task}; dask's KilledWorker: out of memory?); the same command resumes"
+            ) from None
+        workers = _workers(client)
+        seen |= set(workers)
+        if workers:
+            alone_since = None
+            continue
+        alone_since = alone_since or time.monotonic()
+        if time.monotonic() - alone_since > patience:
+            raise MiripersistError(_lost(client, seen, f" and none joined again in {patience:g} s"))
+
+
+def _lost(client, seen: set[str], more: str) -> str:
+    lost = ", ".join(sorted(seen)) or "none had joined"
+    return (
+        f"{client.scheduler.address}: every dask worker was lost ({lost}){more}; "
+        "the same command resumes"
+    )
+
+
+def _workers(client) -> list[str]:
+    """The scheduler's workers, by name, asked now (not the client's cached view).
+
+    Raises
+    ------
+    MiripersistError
+        If the scheduler does not answer.
+    """
+    try:
+        info = client.run_on_scheduler(_names)
+    except (OSError, TimeoutError, CancelledError):
+        raise MiripersistError(_scheduler_gone(client)) from None
+    return list(info)
+
+
+def _names(dask_scheduler=None) -> list[str]:
+    # Runs on the scheduler.
+    return [f"{ws.name} ({ws.address})" for ws in dask_scheduler.workers.values()]
+
+
+def _scheduler_gone(client) -> str:
+    return (
+        f"{client.scheduler.address}: the dask scheduler is gone; the same command resumes "
+        "once one runs again"
+    )
 
 
 def on_local_threads(lazy: list) -> list:

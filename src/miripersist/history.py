@@ -12,10 +12,8 @@ from . import store as store_mod
 from .errors import ConfigError, brief
 from .inventory import DETECTOR_SHAPE, Exposure
 from .options import option_name
+from .recall import SOURCE_PARAMETERS
 from .scan import new_carry
-
-#: The parameters that decide what a source is: a history's must be the run's.
-SOURCE_PARAMETERS = ("method", "n_unsat_threshold", "n_pix_grow_sat", "integrations", "dilate")
 
 
 def open_store_history(path: str, exposures: Sequence[Exposure], params) -> list[xr.Dataset]:

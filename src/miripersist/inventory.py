@@ -45,6 +45,20 @@ OUTPUT_SUFFIXES = (COPY_SUFFIX, SIDECAR_SUFFIX)
 PIXELDQ_BZERO = {8: (0.0, -128.0), 16: (0.0, 32768.0), 32: (0.0, 2147483648.0)}
 
 
+#: An archive file name's parts: jw01234001001_02101_00001_mirimage_uncal.fits is program
+#: 01234, observation 001, visit 001, visit group 02, sequence 1, activity 01, exposure 00001.
+ARCHIVE_NAME = re.compile(
+    r"jw(?P<program>\d{5})(?P<obs>\d{3})(?P<visit>\d{3})_(?P<group>\d{2})(?P<seq>\d)"
+    r"(?P<act>[0-9a-z]{2})_(?P<exp>\d{5})"
+)
+
+
+def archive_name(path: str) -> dict[str, str]:
+    """The parts of an archive-style file name (:data:`ARCHIVE_NAME`); empty when it is not one."""
+    found = ARCHIVE_NAME.match(os.path.basename(path))
+    return found.groupdict() if found else {}
+
+
 @dataclass(frozen=True)
 class ArrayLayout:
     """Where an image array lies in a FITS file and how to turn its bytes into values."""

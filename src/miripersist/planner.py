@@ -44,6 +44,7 @@ from .recall import (
     mjd_iso,
     reach,
     recall,
+    reference_digests,
     source_key,
 )
 from .writeback import remove_stale_temporaries
@@ -252,9 +253,9 @@ def recall_memory(request: Request, exposures: Sequence[Exposure], references: l
     if request.memory is not None and os.path.exists(request.memory):
         memory = Memory(request.memory)
         found = memory.entries(reach(own, request.lookback_days))
-    digests: dict[str, set[str]] = {}
-    for e, r in zip(exposures, references, strict=True):
-        digests.setdefault(e.detector, set()).add(r.sha256 if r is not None else "")
+    digests = reference_digests(
+        [e.detector for e in exposures], [r.sha256 if r is not None else None for r in references]
+    )
     key = source_key(request.params)
     recalled = recall(found, own, key, digests, request.lookback_days)
     if request.memory is not None:

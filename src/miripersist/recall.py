@@ -212,6 +212,17 @@ def _reach(own: Sequence[Own]) -> dict[str, tuple[Own, Own]]:
     return reach
 
 
+def reference_digests(
+    detectors: Sequence[str], digests: Sequence[str | None]
+) -> dict[str, set[str]]:
+    """Per detector, the SATURATION references' digests of a run (None: a GROUPDQ input)."""
+    out: dict[str, set[str]] = {}
+    for detector, digest in zip(detectors, digests, strict=True):
+        if digest is not None:
+            out.setdefault(detector, set()).add(digest)
+    return out
+
+
 def _order(o: Own) -> tuple[float, str]:
     return o.order
 
@@ -220,8 +231,7 @@ def _mismatch(entry: Entry, key: str, references: set[str]) -> str:
     """Why ``entry`` cannot serve the run ("" when it can)."""
     if entry.key != key:
         return "made with other source parameters"
-    used = references - {""}
-    if used and entry.reference_sha256 and entry.reference_sha256 not in used:
+    if references and entry.reference_sha256 and entry.reference_sha256 not in references:
         return "made with another SATURATION reference"
     return ""
 

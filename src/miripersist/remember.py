@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import re
 import shutil
 import socket
 import uuid
@@ -22,16 +21,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import store as store_mod
-from .inventory import Exposure
+from .inventory import Exposure, archive_name
 from .memory import Memory
 from .planner import Request, RunPlan
-from .recall import Entry, Own, RunRecord, coverage, mjd_iso, source_key, source_parameters
+from .recall import (
+    Entry,
+    Own,
+    RunRecord,
+    coverage,
+    mjd_iso,
+    reference_digests,
+    source_key,
+    source_parameters,
+)
 from .writeback import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
-
-#: Program, observation and visit in an archive file name (jw01234001001_02101_...).
-ARCHIVE_NAME = re.compile(r"^jw(\d{5})(\d{3})(\d{3})_")
 
 #: Exposures whose source images are read from the store at once.
 CHUNK = 32
@@ -41,8 +46,8 @@ def ids(exposure: Exposure) -> tuple[str, str, str]:
     """Program, observation and visit: from the headers, else from an archive file name."""
     if exposure.program:
         return exposure.program, exposure.observation, exposure.visit
-    found = ARCHIVE_NAME.match(exposure.name)
-    return found.groups() if found else ("", "", "")  # type: ignore[return-value]
+    parts = archive_name(exposure.name)
+    return parts.get("program", ""), parts.get("obs", ""), parts.get("visit", "")
 
 
 def entries_from_store(
@@ -106,10 +111,10 @@ def remember(plan: RunPlan, request: Request, path: str, command: str = "run") -
 
 def run_record(plan: RunPlan, request: Request, key: str) -> RunRecord:
     """What the memory keeps of this run."""
-    references: dict[str, set[str]] = {}
-    for e, r in zip(plan.exposures, plan.references, strict=True):
-        if r is not None:
-            references.setdefault(e.detector, set()).add(r.sha256)
+    references = reference_digests(
+        [e.detector for e in plan.exposures],
+        [r.sha256 if r is not None else None for r in plan.references],
+    )
     return RunRecord(
         store=request.store,
         output_dir=request.output_dir,

@@ -15,14 +15,13 @@ request, exposures split into segments (:func:`write_segments`).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from .inventory import DETECTOR_SHAPE
+from .inventory import DETECTOR_SHAPE, archive_name
 
 #: MIRI subarrays: name -> (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2), 1-indexed, x then y.
 #: Imager, coronagraph (MASK*) and LRS slitless (SLITLESSPRISM) subarrays, as the PRD's
@@ -94,10 +93,6 @@ _MRS = {  # detector -> CHANNEL, APERNAME, V2Ref, V3Ref
 # Synthetic pointing: the Hubble Ultra Deep Field, V3 at a fixed roll.
 _RA, _DEC, _ROLL = 53.1625, -27.7914, 251.3
 _MJD0 = datetime(1858, 11, 17)
-_NAME = re.compile(
-    r"jw(?P<program>\d{5})(?P<obs>\d{3})(?P<visit>\d{3})_(?P<group>\d{2})(?P<seq>\d)"
-    r"(?P<act>[0-9a-z]{2})_(?P<exp>\d{5})"
-)
 
 
 @dataclass(frozen=True)
@@ -489,8 +484,7 @@ def _meta(path, detector, filter_name, subarray, times, first, here, segment) ->
 
 def _ids(path: str) -> dict:
     """Program, observation, visit... from an archive-style file name, or defaults."""
-    found = _NAME.search(os.path.basename(path))
-    ids = found.groupdict() if found else {}
+    ids = archive_name(path)
     defaults = {
         "program": "01234",
         "obs": "001",

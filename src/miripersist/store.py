@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .inventory import DETECTOR_SHAPE, Exposure
+from .processes import alive
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -263,12 +264,7 @@ def _siblings(path: str) -> dict[tuple[str, str], str]:
         owner, _, pid = rest.rpartition("-")
         if kind not in ("tmp", "new", "old") or owner != host or not pid.isdigit():
             continue  # another host's (it may be alive: a shared file system), or not ours
-        try:
-            os.kill(int(pid), 0)
-            continue
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # alive, another user's
+        if alive(int(pid)):
             continue
         found[(kind, pid)] = os.path.join(parent, name)
     return found

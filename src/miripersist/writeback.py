@@ -26,6 +26,7 @@ from . import fitsimage
 from .errors import InputError
 from .flags import flag_names
 from .inventory import ArrayLayout, Exposure
+from .processes import alive
 
 PIXELDQ = "PIXELDQ"
 # astropy puts the time in the checksum cards' comment by default; a fixed comment keeps
@@ -48,13 +49,8 @@ def remove_stale_temporaries(directory: str, suffix: str = ".fits") -> list[str]
     for name in os.listdir(directory):
         if not (name.startswith(host) and name.endswith(suffix)):
             continue
-        try:
-            pid = int(name[len(host) :].split("-", 1)[0])
-            os.kill(pid, 0)
-            continue
-        except ProcessLookupError:
-            pass
-        except (ValueError, PermissionError):
+        pid = name[len(host) :].split("-", 1)[0]
+        if not pid.isdigit() or alive(int(pid)):
             continue
         path = os.path.join(directory, name)
         if os.path.isdir(path):
