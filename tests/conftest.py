@@ -6,6 +6,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,4 +271,6 @@ def site(slurm, tmp_path_factory) -> dict[str, str]:
     config = tmp_path_factory.mktemp("dask-config")
     (config / "jobqueue.yaml").write_text(JOBQUEUE_YAML)
     slurm.env["DASK_CONFIG"] = str(config)
+    # Its shell finds miripersist and dask, as a user's with the package installed.
+    slurm.env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
     return slurm.env

@@ -9,6 +9,7 @@ notebook's rule run on jwst's own saturation flags.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -245,3 +246,75 @@ def test_a_scheduler_that_dies_mid_run_one_line_then_the_same_command_resumes(
             p.wait()
     assert again.returncode == 0, err
     assert outputs(out) == outputs(local)
+
+
+@pytest.fixture
+def python_site(site, monkeypatch):
+    """This process as a user's Python session there: SLURM_CONF, and the site's settings."""
+    import dask
+    import yaml
+    from conftest import JOBQUEUE_YAML
+
+    monkeypatch.setenv("SLURM_CONF", site["SLURM_CONF"])
+    settings = yaml.safe_load(JOBQUEUE_YAML)["jobqueue"]["slurm"]
+    with dask.config.set({f"jobqueue.slurm.{k}": v for k, v in settings.items()}):
+        yield
+
+
+def test_from_python_and_the_step_worker_jobs_start_and_end_with_the_run(
+    tmp_path, slurm, python_site, program
+):
+    from miripersist import Batch, PersistenceMaskStep, batch_client
+
+    params = Parameters(mode="sidecar")
+    local = tmp_path / "local"
+    run([program.directory], str(local), [program.saturation_ref], params)
+    with batch_client(Batch("slurm", jobs=1, walltime="00:10:00")) as client:
+        assert len(_worker_jobs(slurm)) == 1
+        run([program.directory], str(tmp_path / "python"), [program.saturation_ref], params)
+        assert len(client.scheduler_info()["workers"]) == 1
+    assert no_jobs_left(slurm) == []
+    assert outputs(tmp_path / "python") == outputs(local)
+
+    PersistenceMaskStep.call(
+        program.directory,
+        saturation_ref=program.saturation_ref,
+        mode="sidecar",
+        output_dir=str(tmp_path / "step"),
+        cluster="slurm",
+        jobs=1,
+    )
+    assert no_jobs_left(slurm) == []
+    assert outputs(tmp_path / "step") == outputs(local)
+
+
+def recipe(name: str) -> str:
+    """A batch script of docs/hpc.md, as the page gives it (``<!-- file: NAME -->``)."""
+    page = (Path(__file__).parents[1] / "docs" / "hpc.md").read_text()
+    found = re.search(rf"<!-- file: {re.escape(name)} -->\n```bash\n(.*?)```", page, re.S)
+    assert found, f"docs/hpc.md has no {name}"
+    return found[1]
+
+
+def test_the_resubmit_recipe_resumes_a_job_killed_at_its_wall_time(
+    tmp_path, slurm, site, long_program
+):
+    # The page's script as written, on this module's long program in blocks of two (so that
+    # the kill comes mid-run).
+    prog, local = long_program
+    script = recipe("resume.sbatch")
+    script = script.replace("obs1 obs2 visit3", prog.directory)
+    script = script.replace("sat.fits", prog.saturation_ref).replace("sidecar", "sidecar --batch 2")
+    (tmp_path / "resume.sbatch").write_text(script)
+    out = tmp_path / "resumed"
+    first = slurm.sbatch(tmp_path / "resume.sbatch", cwd=tmp_path)
+    made = wait_for_outputs(out, 1, lambda: slurm.state(first) in ("PENDING", "RUNNING"))
+    slurm.run("scancel", first, check=True)
+    assert slurm.wait(first) == "CANCELLED"
+    assert made < 16
+    queued = slurm.queue()
+    assert len(queued) == 1 and "prog1234-resume" in queued[0], queued
+    second = queued[0].split()[0]
+    assert slurm.wait(second) == "COMPLETED", (tmp_path / f"slurm-{second}.out").read_text()
+    assert outputs(out) == outputs(local)
+    assert no_jobs_left(slurm) == [], "the third try outlived the run that succeeded"

@@ -8,6 +8,7 @@ wraps it. Heavy modules load on first use, so the command line starts fast.
 from .errors import ConfigError, InputError, MiripersistError
 
 __all__ = [
+    "Batch",
     "ConfigError",
     "InputError",
     "MiripersistError",
@@ -15,6 +16,7 @@ __all__ = [
     "PersistenceMaskStep",
     "__version__",
     "add_to_memory",
+    "batch_client",
     "memory_status",
     "run",
 ]
@@ -33,6 +35,10 @@ def __getattr__(name: str):
         return globals()["__version__"]
     if name in ("Parameters", "run", "add_to_memory"):
         return getattr(importlib.import_module(".engine", __name__), name)
+    if name == "Batch":
+        return importlib.import_module(".batch", __name__).Batch
+    if name == "batch_client":
+        return importlib.import_module(".cluster", __name__).batch_client
     if name == "memory_status":
         return importlib.import_module(".remember", __name__).status
     if name in ("simulate", "report"):

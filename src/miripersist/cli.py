@@ -230,6 +230,11 @@ def _add_memory(sub) -> None:
     )
     status.add_argument("path", metavar="PATH", help="the memory")
     status.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a recorded run is stale (for job chains: run it again)",
+    )
     _add_debug(status)
 
 
@@ -451,9 +456,10 @@ def _memory_status(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(found, indent=2))
-        return 0
-    print(format_status(found))
-    return 0
+    else:
+        print(format_status(found))
+    stale = any(run["stale"] for run in found["runs"])
+    return 1 if args.check and stale else 0
 
 
 def format_status(found: dict) -> str:

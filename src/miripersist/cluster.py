@@ -9,10 +9,11 @@ nothing, on any host.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .batch import WAIT_FOR_JOBS, Batch, start
 from .errors import ConfigError, MiripersistError
@@ -161,6 +162,35 @@ def _wait_for_a_worker(client, where: str, seconds: float, hint: str = START_WOR
         raise MiripersistError(
             f"{where}: the dask scheduler has no worker (none joined in {seconds:g} s); {hint}"
         ) from None
+
+
+@contextlib.contextmanager
+def batch_client(
+    batch: Batch, wait_for_workers: float | None = None, log_level: int = logging.ERROR
+) -> Iterator:
+    """A dask client of worker jobs on a batch system; the jobs end when the block does.
+
+    Runs of :func:`miripersist.run` inside the ``with`` block go to its workers. The jobs
+    are cancelled as the block ends, also when it fails or is interrupted.
+
+    Parameters
+    ----------
+    batch : Batch
+        The batch system and the jobs' settings (the rest as dask-jobqueue's
+        configuration says).
+    wait_for_workers, log_level
+        As :func:`connect`'s.
+
+    Examples
+    --------
+    >>> with batch_client(Batch("slurm", jobs=4, walltime="02:00:00")):  # doctest: +SKIP
+    ...     miripersist.run(["uncal"], "masked", ["sat.fits"])
+    """
+    client = connect(batch=batch, wait_for_workers=wait_for_workers, log_level=log_level)
+    try:
+        yield client
+    finally:
+        disconnect(client)
 
 
 def dashboard(client) -> str | None:

@@ -7,6 +7,7 @@ an uncal file or a glob pattern (or a list of them); the outputs go to ``output_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -15,6 +16,8 @@ from stpipe import Step
 from stpipe.exceptions import StpipeExitException
 
 from . import registry
+from .batch import FLAGS as BATCH_FLAGS
+from .batch import SYSTEMS, Batch
 from .errors import ConfigError, MiripersistError
 from .options import OPTIONS, Option, parse_duration, split
 
@@ -53,6 +56,19 @@ def strun_words(message: str, spec: str) -> str:
 
 
 EXT = "required by stpipe; outputs are named by miripersist"
+
+#: The command line's --cluster and worker-job options, as step parameters.
+BATCH_SPEC = [
+    f"cluster = option({', '.join(map(repr, SYSTEMS))}, None, default=None) # worker jobs on "
+    "a batch system through dask-jobqueue, as its configuration (jobqueue.yaml) says; they "
+    "end with the run",
+    *(
+        f"{flag[2:].replace('-', '_')} = "
+        + ("integer(default=None, min=1)" if metavar == "N" else "string(default=None)")
+        + f" # with cluster: {words}"
+        for flag, metavar, words in BATCH_FLAGS.values()
+    ),
+]
 
 
 def spec_line(option: Option) -> str:
@@ -93,7 +109,9 @@ class PersistenceMaskStep(Step):
     reference_file_types: list = []
     prefetch_references = False
 
-    spec = "\n".join([*map(spec_line, OPTIONS), f"output_ext = string(default='.fits') # {EXT}"])
+    spec = "\n".join(
+        [*map(spec_line, OPTIONS), *BATCH_SPEC, f"output_ext = string(default='.fits') # {EXT}"]
+    )
 
     @classmethod
     def _get_crds_parameters(cls, dataset):
@@ -121,6 +139,20 @@ class PersistenceMaskStep(Step):
             self.log.error("%s", message)
             raise StepError(message, exc.exit_code) from None
 
+    def _workers(self) -> contextlib.AbstractContextManager:
+        """Worker jobs on a batch system for the run, when ``cluster`` names one."""
+        if self.cluster is None:
+            return contextlib.nullcontext()
+        from .cluster import batch_client
+
+        given = {
+            name: getattr(self, flag[2:].replace("-", "_"))
+            for name, (flag, _, _) in BATCH_FLAGS.items()
+        }
+        return batch_client(
+            Batch(self.cluster, **{k: v for k, v in given.items() if v is not None})
+        )
+
     def _masked(self, step_input):
         from .engine import Parameters, run
 
@@ -128,7 +160,8 @@ class PersistenceMaskStep(Step):
         values = {option.name: from_step(option, getattr(self, option.key)) for option in OPTIONS}
         fields, keywords = split(values)
         output_dir = self.output_dir or os.getcwd()
-        ds = run([str(i) for i in inputs], output_dir, params=Parameters(**fields), **keywords)
+        with self._workers():
+            ds = run([str(i) for i in inputs], output_dir, params=Parameters(**fields), **keywords)
         from .summary import last_run_line
 
         self.log.info(
