@@ -269,7 +269,9 @@ def site(slurm, tmp_path_factory) -> dict[str, str]:
     The SLURM's own commands (its jobs) get it too.
     """
     config = tmp_path_factory.mktemp("dask-config")
-    (config / "jobqueue.yaml").write_text(JOBQUEUE_YAML)
+    # Worker jobs' logs go there, not into the directory a test ran in.
+    logs = f"    log-directory: {config / 'logs'}\n"
+    (config / "jobqueue.yaml").write_text(JOBQUEUE_YAML + logs)
     slurm.env["DASK_CONFIG"] = str(config)
     # Its shell finds miripersist and dask, as a user's with the package installed.
     slurm.env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])

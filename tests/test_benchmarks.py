@@ -118,3 +118,23 @@ def test_workers_benchmark_reports_threads_and_processes(tmp_path):
     assert result["ratios_scheduler_file"] == [result["samples_s"]["scheduler_file"][0] / t]
     assert not list(tmp_path.glob("workers-*")), "every run's outputs are removed"
     assert not list(tmp_path.glob("scheduler-*")), "the scheduler's directory is removed"
+
+
+def test_client_cost_benchmark_gives_each_process_s_share_and_the_model(tmp_path):
+    import json
+
+    from benchmarks.client_cost import SCALES, main
+
+    argv = ["--small", "2", "--large", "6", "--groups", "4", "--rounds", "1"]
+    main([*argv, "--data", str(tmp_path / "data"), "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "client_cost.json").read_text())
+    per = result["per_exposure_median"]
+    # Two tiles a full frame and a file-writing task for every four exposures.
+    assert per["tasks"] == 2.25
+    assert per["workers"]["read_bytes"] > 0 and per["loopback_bytes"] > 0
+    assert set(per["client"]) >= {"cpu_s", "scan_cpu_s", "store_update_cpu_s", "assemble_cpu_s"}
+    model = result["model"]
+    warm = model["warm"]["exposures_per_s"]
+    assert list(warm) == [str(w) for w in SCALES]
+    ceiling = min(model["ceilings_exposures_per_s"].values())
+    assert max(warm.values()) <= ceiling

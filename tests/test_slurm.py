@@ -137,6 +137,7 @@ def test_a_second_submission_while_the_first_runs_is_refused(tmp_path, slurm, si
 def _client(prog, out: Path, site: dict, *more: str) -> subprocess.Popen:
     return subprocess.Popen(
         command(prog, out, *more).split(),
+        cwd=out.parent,
         env=site,
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -144,8 +145,13 @@ def _client(prog, out: Path, site: dict, *more: str) -> subprocess.Popen:
     )
 
 
-def _worker_jobs(slurm) -> list[str]:
-    return [line.split()[0] for line in slurm.queue() if line.split()[1] == "dask-worker"]
+def _worker_jobs(slurm, state: str = "") -> list[str]:
+    """The worker jobs queued (in ``state``, when given)."""
+    return [
+        job
+        for job, name, now in (line.split() for line in slurm.queue())
+        if name == "dask-worker" and now.startswith(state)
+    ]
 
 
 def test_a_worker_job_cancelled_mid_run_the_others_finish_it(tmp_path, slurm, site, long_program):
@@ -153,9 +159,13 @@ def test_a_worker_job_cancelled_mid_run_the_others_finish_it(tmp_path, slurm, si
     out = tmp_path / "out"
     proc = _client(prog, out, site, "--cluster slurm --jobs 2")
     wait_for_outputs(out, 1, lambda: proc.poll() is None)
-    workers = _worker_jobs(slurm)
+    deadline = time.monotonic() + 30
+    while len(_worker_jobs(slurm, "RUNNING")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = sorted(_worker_jobs(slurm, "RUNNING"), key=int)
     assert len(workers) == 2, slurm.queue()
-    slurm.run("scancel", workers[0], check=True)
+    # The later one: the first to join holds what the run sent every worker at its start.
+    slurm.run("scancel", workers[-1], check=True)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert outputs(out) == outputs(local)
@@ -249,7 +259,7 @@ def test_a_scheduler_that_dies_mid_run_one_line_then_the_same_command_resumes(
 
 
 @pytest.fixture
-def python_site(site, monkeypatch):
+def python_site(site, monkeypatch, tmp_path):
     """This process as a user's Python session there: SLURM_CONF, and the site's settings."""
     import dask
     import yaml
@@ -257,6 +267,7 @@ def python_site(site, monkeypatch):
 
     monkeypatch.setenv("SLURM_CONF", site["SLURM_CONF"])
     settings = yaml.safe_load(JOBQUEUE_YAML)["jobqueue"]["slurm"]
+    settings["log-directory"] = str(tmp_path / "logs")
     with dask.config.set({f"jobqueue.slurm.{k}": v for k, v in settings.items()}):
         yield
 

@@ -82,7 +82,7 @@ class Batch:
             whole = isinstance(value, int) and not isinstance(value, bool)
             if value is not None and not (whole and value >= 1):
                 raise ConfigError(
-                    f"{FLAGS[name]} must be a whole number of 1 or more, not {value!r}"
+                    f"{FLAGS[name][0]} must be a whole number of 1 or more, not {value!r}"
                 )
         kept = SYSTEMS[self.system][1]
         for name in ("queue", "account", "walltime"):
