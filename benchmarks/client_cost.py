@@ -26,7 +26,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,48 +33,10 @@ import time
 import psutil
 
 from .data import build
+from .workers import HandStarted, hand_started
 
 #: Worker counts of the model.
 SCALES = (10, 100, 1000)
-
-
-def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-@contextlib.contextmanager
-def cluster(directory: str, workers: int):
-    """A scheduler and ``workers`` one-thread worker processes; yields (file, sched, workers)."""
-    sched_file = os.path.join(directory, "scheduler.json")
-    procs = [
-        _start(
-            "distributed.cli.dask_scheduler",
-            "--host=127.0.0.1",
-            "--port=0",
-            "--dashboard-address=:0",
-            f"--scheduler-file={sched_file}",
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sched_file) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        procs.append(
-            _start(
-                "distributed.cli.dask_worker",
-                f"--scheduler-file={sched_file}",
-                f"--nworkers={workers}",
-                "--nthreads=1",
-            )
-        )
-        yield sched_file, psutil.Process(procs[0].pid), psutil.Process(procs[1].pid)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
 
 
 def _usage(procs: list[psutil.Process]) -> dict[str, float]:
@@ -89,11 +50,13 @@ def _usage(procs: list[psutil.Process]) -> dict[str, float]:
     return {"cpu_s": cpu, "read_bytes": read, "written_bytes": written}
 
 
-def _everyone(sched: psutil.Process, workers: psutil.Process) -> dict[str, list]:
+def _everyone(started: HandStarted) -> dict[str, list]:
+    """This process (the client), the scheduler's, and every worker's with its children."""
+    workers = [psutil.Process(w.pid) for w in started.workers]
     return {
         "client": [psutil.Process()],
-        "scheduler": [sched],
-        "workers": [workers, *workers.children(recursive=True)],
+        "scheduler": [psutil.Process(started.scheduler.pid)],
+        "workers": [p for w in workers for p in (w, *w.children(recursive=True))],
     }
 
 
@@ -138,13 +101,13 @@ def _loopback() -> float:
     return float(nic.bytes_sent) if nic else float("nan")
 
 
-def one_run(files: list[str], ref: str, out: str, sched, workers, client) -> dict:
+def one_run(files: list[str], ref: str, out: str, started: HandStarted, client) -> dict:
     """One run's wall time, its processes' usage, and the tasks the scheduler ran."""
     from distributed import get_task_stream
 
     from miripersist.engine import Parameters, resolve, run_request
 
-    procs = _everyone(sched, workers)
+    procs = _everyone(started)
     before = {k: _usage(v) for k, v in procs.items()}
     spent = dict.fromkeys(PARTS, 0.0)
     lo = _loopback()
@@ -204,14 +167,13 @@ def measure_rounds(prog, workers_n: int, small: int, large: int, rounds_n: int) 
     rounds = []
     try:
         with (
-            cluster(work, workers_n) as (sched_file, sched, workers),
-            Client(scheduler_file=sched_file) as client,
+            hand_started(os.path.join(work, "scheduler.json"), workers_n, work) as started,
+            Client(scheduler_file=started.file) as client,
         ):
-            client.wait_for_workers(workers_n)
 
             def timed(n: int, name: str) -> dict:
                 out = os.path.join(work, name)
-                return one_run(prog.files[:n], prog.saturation_ref, out, sched, workers, client)
+                return one_run(prog.files[:n], prog.saturation_ref, out, started, client)
 
             timed(2, "warm")
             for r in range(rounds_n):

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 from .data import build
 
@@ -55,17 +56,28 @@ def marginal(files: list[str], ref: str, outputs: str, params, small: int, large
     return (t_large - t_small) / (large - small)
 
 
+@dataclass
+class HandStarted:
+    """A scheduler and workers started as a batch job starts them: the file, the processes."""
+
+    file: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+
+
 @contextlib.contextmanager
-def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
+def hand_started(scheduler_file, n_workers: int, cwd, threads: int = 1):
     """``dask scheduler`` and ``dask worker`` processes as a batch job starts them, in ``cwd``.
 
-    Yields the scheduler file once ``n_workers`` workers (of ``threads`` threads each) are
-    connected; stops them after.
+    Yields them once ``n_workers`` workers (of ``threads`` threads each) are connected;
+    stops them after (those still running).
     """
     from distributed import Client
 
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
     scheduler_file = str(scheduler_file)
+    if os.path.exists(scheduler_file):
+        os.unlink(scheduler_file)  # an earlier scheduler's: wait for this one's
 
     def start(*args):
         command = [sys.executable, "-m", *args]
@@ -79,14 +91,10 @@ def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
     try:
         start(
             "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--scheduler-file",
-            scheduler_file,
+            "--host=127.0.0.1",
+            "--port=0",
+            "--dashboard-address=:0",
+            f"--scheduler-file={scheduler_file}",
         )
         deadline = time.monotonic() + 60
         while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
@@ -94,25 +102,28 @@ def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
         for _ in range(n_workers):
             start(
                 "distributed.cli.dask_worker",
-                "--scheduler-file",
-                scheduler_file,
-                "--nworkers",
-                "1",
-                "--nthreads",
-                str(threads),
-                "--host",
-                "127.0.0.1",
+                f"--scheduler-file={scheduler_file}",
+                "--nworkers=1",
+                f"--nthreads={threads}",
+                "--host=127.0.0.1",
                 "--no-dashboard",
             )
         with Client(scheduler_file=scheduler_file, timeout="60s") as client:
             if n_workers:  # none: a scheduler alone, as a batch system's before its workers
                 client.wait_for_workers(n_workers, timeout=60)
-        yield scheduler_file
+        yield HandStarted(scheduler_file, procs[0], procs[1:])
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def command_line_cluster(scheduler_file, n_workers: int, cwd, threads: int = 1):
+    """:func:`hand_started`'s processes; yields the scheduler file."""
+    with hand_started(scheduler_file, n_workers, cwd, threads) as started:
+        yield started.file
 
 
 def main(argv: list[str] | None = None) -> int:

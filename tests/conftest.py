@@ -233,10 +233,21 @@ def mixed_program(tmp_path_factory):
     )
 
 
+def jobqueue_or_skip():
+    """dask_jobqueue, imported as the package imports it (Ctrl-C handling kept), or a skip."""
+    from miripersist import ConfigError
+    from miripersist.batch import import_jobqueue
+
+    try:
+        return import_jobqueue()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def slurm():
     """A real SLURM (tests/slurm.py), started for the session and stopped by its PIDs."""
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed (.[test] has it)")
+    jobqueue_or_skip()
     from slurm import Slurm, missing
 
     lacking = missing()

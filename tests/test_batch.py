@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import jobqueue_or_skip
 
 from miripersist import Batch, ConfigError
 from miripersist.batch import SYSTEMS
@@ -26,7 +27,7 @@ def test_only_the_overrides_given_reach_dask_jobqueue_under_each_system_s_name()
 
 
 def test_each_system_is_a_dask_jobqueue_cluster_class():
-    jobqueue = pytest.importorskip("dask_jobqueue")
+    jobqueue = jobqueue_or_skip()
     for system, (name, renamed) in SYSTEMS.items():
         cls = getattr(jobqueue, name)
         assert cls.job_cls.config_name == system
@@ -51,7 +52,7 @@ def test_settings_that_cannot_be_used_are_refused(batch, said):
 def test_without_cores_and_memory_anywhere_the_run_says_where_to_give_them(
     tmp_path, capsys, program
 ):
-    pytest.importorskip("dask_jobqueue")
+    jobqueue_or_skip()
     import dask
 
     with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
@@ -81,3 +82,21 @@ def test_a_batch_system_and_another_cluster_are_one_too_many(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", str(tmp_path), "--output-dir", "o", "--cluster", "slurm", "--workers", "2"])
     assert "--workers: not allowed with argument --cluster" in capsys.readouterr().err
+
+
+def test_importing_dask_jobqueue_keeps_the_process_s_ctrl_c(tmp_path):
+    # dask-jobqueue's import sets a SIGINT handler of its own (sys.exit): a run's Ctrl-C
+    # would no longer be the KeyboardInterrupt that stops it cleanly.
+    import subprocess
+    import sys
+
+    jobqueue_or_skip()
+    check = (
+        "import signal; from miripersist.batch import import_jobqueue; "
+        "before = signal.getsignal(signal.SIGINT); import_jobqueue(); "
+        "assert signal.getsignal(signal.SIGINT) is before; "
+        "import dask_jobqueue.runner, importlib; importlib.reload(dask_jobqueue.runner); "
+        "assert signal.getsignal(signal.SIGINT) is not before, 'the import no longer sets one'"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import sha256
 
+from benchmarks.workers import hand_started
 from miripersist import Parameters, run, simulate
 
 MIRIPERSIST = f"{sys.executable} -m miripersist"
@@ -194,66 +195,25 @@ def test_with_every_worker_lost_one_line_then_the_same_command_resumes(
     assert outputs(out) == outputs(local)
 
 
-def _start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", *args],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _scheduler_and_worker(scheduler_file: Path, cwd: Path) -> list[subprocess.Popen]:
-    """``dask scheduler`` and a ``dask worker`` started by hand, once the file is there."""
-    scheduler_file.unlink(missing_ok=True)
-    procs = [
-        _start(
-            "distributed.cli.dask_scheduler",
-            "--host=127.0.0.1",
-            "--port=0",
-            "--dashboard-address=:0",
-            f"--scheduler-file={scheduler_file}",
-            cwd=cwd,
-        )
-    ]
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    procs.append(
-        _start("distributed.cli.dask_worker", f"--scheduler-file={scheduler_file}", cwd=cwd)
-    )
-    return procs
-
-
 def test_a_scheduler_that_dies_mid_run_one_line_then_the_same_command_resumes(
     tmp_path, long_program
 ):
     prog, local = long_program
     out = tmp_path / "out"
     sched = tmp_path / "scheduler.json"
-    procs = _scheduler_and_worker(sched, tmp_path)
-    try:
+    with hand_started(sched, 1, tmp_path) as started:
         proc = _client(prog, out, dict(os.environ), f"--scheduler-file {sched}")
         made = wait_for_outputs(out, 1, lambda: proc.poll() is None)
-        procs[0].kill()
+        started.scheduler.kill()
         _, err = proc.communicate(timeout=300)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     assert proc.returncode == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "the dask scheduler is gone" in lines[0], lines
     assert made < 16
 
-    procs = _scheduler_and_worker(sched, tmp_path)
-    try:
+    with hand_started(sched, 1, tmp_path):
         again = _client(prog, out, dict(os.environ), f"--scheduler-file {sched}")
         _, err = again.communicate(timeout=300)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     assert again.returncode == 0, err
     assert outputs(out) == outputs(local)
 

@@ -8,6 +8,8 @@ options here override only what is given. The jobs end with the run that started
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -101,6 +103,34 @@ class Batch:
         return out
 
 
+def import_jobqueue():
+    """dask_jobqueue, imported with this process's Ctrl-C handling kept.
+
+    Importing dask-jobqueue sets a SIGINT handler that exits (its runner module's), which
+    would turn an interrupted run's KeyboardInterrupt, and the run's clean stop, into a bare
+    exit: the handler in place before is put back.
+
+    Raises
+    ------
+    ConfigError
+        If dask-jobqueue is not installed, or its first import is outside the main thread
+        (where no signal handler can be set).
+    """
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        module = importlib.import_module("dask_jobqueue")
+    except ImportError:
+        raise ConfigError("--cluster needs dask-jobqueue: pip install 'miripersist[hpc]'") from None
+    except ValueError as exc:  # signal.signal outside the main thread
+        raise ConfigError(
+            f"dask-jobqueue cannot be imported here ({exc}): import it in the main thread first"
+        ) from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and before is not None:
+            signal.signal(signal.SIGINT, before)
+    return module
+
+
 def start(batch: Batch):
     """A dask-jobqueue cluster for ``batch``, its jobs submitted.
 
@@ -111,13 +141,7 @@ def start(batch: Batch):
         something a job needs unsaid (cores, memory), in one line.
     """
     batch.check()
-    try:
-        jobqueue = importlib.import_module("dask_jobqueue")
-    except ImportError:
-        raise ConfigError(
-            f"--cluster {batch.system} needs dask-jobqueue: pip install 'miripersist[hpc]'"
-        ) from None
-    cls = getattr(jobqueue, SYSTEMS[batch.system][0])
+    cls = getattr(import_jobqueue(), SYSTEMS[batch.system][0])
     try:
         cluster = cls(**batch.keywords())
     except ValueError as exc:  # dask-jobqueue's word for settings that are missing
