@@ -48,7 +48,7 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]
 NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
 FILE = re.compile(r"^\s*<!--\s*file:\s*(?P<name>[\w.-]+)\s*-->\s*$")
 #: No-run blocks are the exception: a page that needs more should make its blocks runnable.
-MOST_NO_RUN = 13
+MOST_NO_RUN = 12
 BLOCK_TIMEOUT = 300
 
 

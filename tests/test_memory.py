@@ -391,3 +391,13 @@ def test_memory_status_on_the_command_line(programs, tmp_path):
     )
     assert data["detectors"]["MIRIFULONG"]["programs"] == ["04444"]
     assert data["entries"] == len(TIMELINE)
+
+
+def test_nearby_pixel_ranges_are_read_as_one():
+    from miripersist.memory import coalesced
+
+    ranges = [(30, 40), (0, 10), (10, 20), (1000, 1005), (25, 28)]
+    assert coalesced(ranges, gap=6) == [(0, 40), (1000, 1005)]
+    assert coalesced(ranges, gap=3) == [(0, 20), (25, 40), (1000, 1005)]
+    assert coalesced(ranges, gap=1) == [(0, 20), (25, 28), (30, 40), (1000, 1005)]
+    assert coalesced([], gap=10) == []
