@@ -163,3 +163,18 @@ def test_quiet_workers_print_nothing(tmp_path, prog, local):
     assert said.returncode == 0, said.stderr
     lines = [line for line in said.stderr.splitlines() if line.startswith("miripersist:")]
     assert len(lines) == 1 and lines[0].startswith("miripersist: dask dashboard at http"), lines
+
+
+def test_a_task_s_own_error_on_a_cluster_is_raised_as_it_is():
+    # An unreadable input raises an OSError in the task that reads it: that error, naming
+    # the file, not a lost cluster.
+    from miripersist.execute import watched
+
+    def unreadable():
+        raise FileNotFoundError(2, "No such file or directory", "/data/gone_uncal.fits")
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        futures = [client.submit(unreadable, pure=False)]
+        with pytest.raises(FileNotFoundError) as info:
+            watched(client, futures)
+    assert info.value.filename == "/data/gone_uncal.fits"

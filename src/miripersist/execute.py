@@ -172,6 +172,8 @@ def watched(client, futures: list) -> list:
         except TimeoutError:
             pass
         except (CancelledError, OSError):
+            if any(f.status == "error" for f in flat):
+                raise  # a task's own error (an input that cannot be read): as it is
             # Cancelled: the scheduler is gone, or so are the workers that held scattered data.
             _workers(client)
             raise MiripersistError(_lost(client, seen, "")) from None
