@@ -189,7 +189,7 @@ class Memory:
             wanted.setdefault(path, []).append((start, stop))
         pieces: dict[tuple[str, int, int], np.ndarray] = {}
         for path, ranges in wanted.items():
-            pixels = zarr.open_group(path, mode="r", **store_mod.FORMAT)["pixels"]
+            pixels: Any = zarr.open_group(path, mode="r", **store_mod.FORMAT)["pixels"]
             reads = coalesced(ranges, GAP)
             firsts = [first for first, _ in reads]
             read = [np.asarray(pixels[first:last], dtype=np.int32) for first, last in reads]
