@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -41,6 +42,20 @@ FLAGS = {
 WAIT_FOR_JOBS = 600.0
 
 
+def check_count(flag: str, value: object) -> None:
+    """Refuse, in one line naming ``flag``, a count that is given and not 1 or more.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not None and not a whole number of at least 1 (True is not one).
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{flag} must be a whole number of 1 or more, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Batch:
     """Worker jobs to start on a batch system for one run.
@@ -66,6 +81,11 @@ class Batch:
     queue: str | None = None
     account: str | None = None
 
+    @classmethod
+    def given(cls, system: str, values: Mapping[str, Any]) -> Batch:
+        """The jobs of ``system`` with the settings in ``values`` that are not None."""
+        return cls(system, **{k: v for k, v in values.items() if v is not None})
+
     def check(self) -> None:
         """Refuse, in one line, a system or an override that cannot be used.
 
@@ -80,12 +100,7 @@ class Batch:
                 f"(choose from {', '.join(SYSTEMS)})"
             )
         for name in ("jobs", "cores", "processes"):
-            value = getattr(self, name)
-            whole = isinstance(value, int) and not isinstance(value, bool)
-            if value is not None and not (whole and value >= 1):
-                raise ConfigError(
-                    f"{FLAGS[name][0]} must be a whole number of 1 or more, not {value!r}"
-                )
+            check_count(FLAGS[name][0], getattr(self, name))
         kept = SYSTEMS[self.system][1]
         for name in ("queue", "account", "walltime"):
             if getattr(self, name) is not None and name not in kept:

@@ -394,8 +394,7 @@ def _batch(args: argparse.Namespace) -> Batch | None:
     """The worker jobs the command line asks for, or None."""
     if args.cluster is None:
         return None
-    given = {name: getattr(args, f"batch_{name}") for name in BATCH_FLAGS}
-    return Batch(args.cluster, **{k: v for k, v in given.items() if v is not None})
+    return Batch.given(args.cluster, {name: getattr(args, f"batch_{name}") for name in BATCH_FLAGS})
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 
-from .batch import WAIT_FOR_JOBS, Batch, start
+from .batch import WAIT_FOR_JOBS, Batch, check_count, start
 from .errors import ConfigError, MiripersistError
 
 #: How long a run waits for a first worker of a running scheduler, by default (s).
@@ -66,10 +66,8 @@ def connect(
     """
     if scheduler is None and scheduler_file is None and workers is None and batch is None:
         return None
-    for name, value in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if value is not None and not (whole and value >= 1):
-            raise ConfigError(f"{name} must be a whole number of 1 or more, not {value!r}")
+    check_count("--workers", workers)
+    check_count("--threads-per-worker", threads_per_worker)
     import distributed  # noqa: F401  (its import sets its loggers' levels: set them after)
 
     _quiet(("distributed", "tornado", "asyncio", "bokeh", "dask_jobqueue"), log_level)

@@ -26,6 +26,7 @@ import dask.array as da
 import dask.core
 import numpy as np
 
+from .cluster import WAIT_FOR_WORKERS
 from .errors import MiripersistError
 
 if TYPE_CHECKING:
@@ -143,9 +144,8 @@ def on_cluster(lazy: list) -> list:
 
 
 #: dask's configuration key: how long a run waits, with every worker lost, for one to join
-#: again before it stops (s); :data:`WAIT_FOR_WORKERS` when unset.
+#: again before it stops (s); :data:`miripersist.cluster.WAIT_FOR_WORKERS` when unset.
 WAIT_KEY = "miripersist.wait-for-workers"
-WAIT_FOR_WORKERS = 60.0
 
 #: How often the client looks at the scheduler's workers while a computation runs (s).
 POLL = 1.0

@@ -57,16 +57,19 @@ def strun_words(message: str, spec: str) -> str:
 
 EXT = "required by stpipe; outputs are named by miripersist"
 
+#: Each field of a Batch as the step's parameter: the command line's option, underscored.
+BATCH_KEYS = {name: flag[2:].replace("-", "_") for name, (flag, _, _) in BATCH_FLAGS.items()}
+
 #: The command line's --cluster and worker-job options, as step parameters.
 BATCH_SPEC = [
     f"cluster = option({', '.join(map(repr, SYSTEMS))}, None, default=None) # worker jobs on "
     "a batch system through dask-jobqueue, as its configuration (jobqueue.yaml) says; they "
     "end with the run",
     *(
-        f"{flag[2:].replace('-', '_')} = "
+        f"{BATCH_KEYS[name]} = "
         + ("integer(default=None, min=1)" if metavar == "N" else "string(default=None)")
         + f" # with cluster: {words}"
-        for flag, metavar, words in BATCH_FLAGS.values()
+        for name, (_, metavar, words) in BATCH_FLAGS.items()
     ),
 ]
 
@@ -145,13 +148,8 @@ class PersistenceMaskStep(Step):
             return contextlib.nullcontext()
         from .cluster import batch_client
 
-        given = {
-            name: getattr(self, flag[2:].replace("-", "_"))
-            for name, (flag, _, _) in BATCH_FLAGS.items()
-        }
-        return batch_client(
-            Batch(self.cluster, **{k: v for k, v in given.items() if v is not None})
-        )
+        given = {name: getattr(self, key) for name, key in BATCH_KEYS.items()}
+        return batch_client(Batch.given(self.cluster, given))
 
     def _masked(self, step_input):
         from .engine import Parameters, run
