@@ -283,10 +283,12 @@ def test_the_resubmit_recipe_resumes_a_job_killed_at_its_wall_time(
     slurm.run("scancel", first, check=True)
     assert slurm.wait(first) == "CANCELLED"
     assert made < 16
-    # Its successor (the first may still be listed a moment, completing).
-    queued = [line for line in slurm.queue() if line.split()[0] != first]
-    assert len(queued) == 1 and "prog1234-resume" in queued[0], queued
-    second = queued[0].split()[0]
+    # Its successor: the first job after it (the first may still be listed a moment,
+    # completing, and a successor that started has queued the third try).
+    queued = sorted((line.split() for line in slurm.queue() if line.split()[0] != first),
+                    key=lambda job: int(job[0]))  # fmt: skip
+    assert queued and all(name == "prog1234-resume" for _, name, _ in queued), queued
+    second = queued[0][0]
     assert slurm.wait(second) == "COMPLETED", (tmp_path / f"slurm-{second}.out").read_text()
     assert outputs(out) == outputs(local)
     assert no_jobs_left(slurm) == [], "the third try outlived the run that succeeded"
